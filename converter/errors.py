@@ -1,0 +1,77 @@
+"""Typed errors of transferjs.
+
+Library code raises these; only ``converter.cli`` turns them into exit codes.
+Each error carries everything the user needs in one message (all unsupported
+ops, all failing outputs), never just the first problem found.
+"""
+
+from __future__ import annotations
+
+
+class TransferJSError(Exception):
+    """Base class of every error transferjs raises on purpose.
+
+    ``exit_code`` is what the CLI returns for it.
+    """
+
+    exit_code = 1
+
+
+class InputError(TransferJSError):
+    """A file or argument the user gave is missing, corrupt or of the wrong kind.
+
+    Example:
+        >>> raise InputError("Expected an ONNX file. Received: 'a.bin' (empty file)")
+    """
+
+    exit_code = 2
+
+
+class OutputExistsError(TransferJSError):
+    """The output path exists and ``overwrite`` was not asked for."""
+
+    exit_code = 2
+
+
+class UntrustedCodeError(InputError):
+    """Loading the file would run code from it; the user must opt in."""
+
+
+class UnsupportedOpsError(TransferJSError):
+    """Ops the converter or a runtime cannot handle, listed all at once.
+
+    Args:
+        where: which stage refused them (e.g. ``"onnx2tf"``, ``"TF.js wasm backend"``).
+        ops: op type -> node names where it occurs.
+    """
+
+    exit_code = 2
+
+    def __init__(self, where: str, ops: dict[str, list[str]]):
+        self.where = where
+        self.ops = {op: sorted(set(nodes)) for op, nodes in sorted(ops.items())}
+        lines = [f"{len(self.ops)} op type(s) not supported by {where}:"]
+        for op, nodes in self.ops.items():
+            shown = ", ".join(nodes[:8]) + (f", … (+{len(nodes) - 8})" if len(nodes) > 8 else "")
+            lines.append(f"  {op}: {len(nodes)} node(s): {shown}")
+        super().__init__("\n".join(lines))
+
+
+class ConversionError(TransferJSError):
+    """A conversion tool failed; the message names the stage and its last words."""
+
+    exit_code = 3
+
+
+class ParityError(TransferJSError):
+    """Outputs differ beyond tolerance between two runtimes.
+
+    Args:
+        reports: the failing ``ParityReport``s (e.g. source vs TF, TF vs TF.js).
+    """
+
+    exit_code = 4
+
+    def __init__(self, reports):
+        self.reports = list(reports)
+        super().__init__("\n".join(r.failure_message() for r in self.reports))

@@ -1,0 +1,125 @@
+"""Inputs for parity checks: seeded random samples and the user's own ``.npz``.
+
+A sample is ``{input name: numpy array}`` in the *source* model's layout.
+
+Example:
+    >>> from converter.model import TensorSpec
+    >>> s = random_samples([TensorSpec("x", [None, 3, 8, 8], "float32", "NCHW")], n=3)
+    >>> s[0]["x"].shape
+    (2, 3, 8, 8)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from converter.errors import InputError
+
+DYNAMIC_BATCH = 2  # a batch of 2 also checks that the batch dimension really is dynamic
+DYNAMIC_DIM = 16
+
+
+def random_samples(inputs, n: int = 3, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Return ``n`` seeded random samples, each value inside its input's valid range.
+
+    Float inputs: uniform in [-1, 1] for images (a normalised picture's range), else
+    standard normal. Integer inputs: uniform in ``value_range`` (token ids inside the
+    vocabulary), default [0, 2). Dynamic dims: ``DYNAMIC_BATCH`` for the first, else
+    ``DYNAMIC_DIM``.
+    """
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        sample = {}
+        for spec in inputs:
+            shape = [d if d is not None else (DYNAMIC_BATCH if i == 0 else DYNAMIC_DIM) for i, d in enumerate(spec.shape)]
+            dtype = np.dtype(spec.dtype)
+            if dtype.kind == "f":
+                if spec.layout:
+                    value = rng.uniform(-1.0, 1.0, shape)
+                else:
+                    value = rng.standard_normal(shape)
+            elif dtype.kind == "b":
+                value = rng.integers(0, 2, shape).astype(bool)
+            else:
+                low, high = spec.value_range or (0, 2)
+                value = rng.integers(low, high, shape)
+            sample[spec.name] = value.astype(dtype)
+        samples.append(sample)
+    return samples
+
+
+def load_npz_sample(path, inputs) -> dict[str, np.ndarray]:
+    """Read the user's sample: one array per input, keyed by input name.
+
+    A file with a single array is accepted for a single-input model whatever its key.
+
+    Raises:
+        InputError: unreadable file, missing inputs, or wrong rank or dtype kind.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:
+        raise InputError(f"Expected a .npz file of input arrays. Received: '{path}' ({e})") from None
+    if len(inputs) == 1 and len(arrays) == 1:
+        arrays = {inputs[0].name: next(iter(arrays.values()))}
+    problems = []
+    for spec in inputs:
+        a = arrays.get(spec.name, arrays.get(spec.source_name or spec.name))
+        if a is None:
+            problems.append(f"input '{spec.name}' missing (file has {sorted(arrays)})")
+        elif a.ndim != len(spec.shape) or any(d is not None and d != s for d, s in zip(spec.shape, a.shape)):
+            problems.append(f"input '{spec.name}': expected shape {spec.shape}, received {list(a.shape)}")
+        else:
+            arrays[spec.name] = a.astype(spec.dtype)
+    if problems:
+        raise InputError(f"Sample '{path}' does not fit the model:\n  " + "\n  ".join(problems))
+    return {spec.name: arrays[spec.name] for spec in inputs}
+
+
+CHANNELS_LAST = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}
+
+
+def to_layout(array: np.ndarray, src: str | None, dst: str | None) -> np.ndarray:
+    """Move the channel axis between channels-first (NCHW, NCW…) and channels-last.
+
+    Example:
+        >>> to_layout(np.zeros((1, 3, 8, 4)), "NCHW", "NHWC").shape
+        (1, 8, 4, 3)
+    """
+    if src == dst or src is None or dst is None:
+        return array
+    if CHANNELS_LAST.get(src) == dst:
+        return np.ascontiguousarray(np.moveaxis(array, 1, -1))
+    if CHANNELS_LAST.get(dst) == src:
+        return np.ascontiguousarray(np.moveaxis(array, -1, 1))
+    raise ValueError(f"unknown layouts {src} -> {dst}")
+
+
+def channels_first_name(rank: int) -> str | None:
+    """``"NCHW"`` for rank 4, ``"NCW"`` for 3, ``"NCDHW"`` for 5, else ``None``."""
+    return {3: "NCW", 4: "NCHW", 5: "NCDHW"}.get(rank)
+
+
+def _dims_match(a, b) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def converted_layout(source_shape, converted_shape) -> tuple[str | None, str | None]:
+    """(source layout, converted layout) for a tensor, from its two shapes.
+
+    Same shapes (also when ambiguous, e.g. 8x8x8): no change, ``(None, None)``. The channel axis moved from 1
+    to last: ``("NCHW", "NHWC")`` (or the 3-D / 5-D names).
+    """
+    source_shape, converted_shape = list(source_shape), list(converted_shape)
+    if _dims_match(source_shape, converted_shape):
+        return None, None
+    first = channels_first_name(len(source_shape))
+    moved = source_shape[:1] + source_shape[2:] + source_shape[1:2]
+    if first and _dims_match(moved, converted_shape):
+        return first, CHANNELS_LAST[first]
+    return None, None

@@ -1,0 +1,86 @@
+"""What every source gives the converter: its IO, a way to run it, a SavedModel.
+
+A source module (onnx, torch, keras) returns a ``SourceModel``; the converter
+never branches on the source format after that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from converter.model import TensorSpec
+
+
+@dataclass
+class SourceModel:
+    """A loaded source model.
+
+    Args:
+        format: ``"onnx"``, ``"pytorch"`` or ``"keras"``.
+        inputs: the source's inputs, shapes in the source layout.
+        output_names: the source's output names, in order.
+        path: the file it came from (``None`` for an in-memory module).
+        details: format-specific facts for the report (opset, file kind, …).
+    """
+
+    format: str
+    inputs: list[TensorSpec]
+    output_names: list[str]
+    path: Path | None = None
+    details: dict = field(default_factory=dict)
+
+    def run(self, samples: list[dict]) -> list[dict]:
+        """Run the source runtime on samples (source layout); outputs keyed by output name."""
+        raise NotImplementedError
+
+    def to_saved_model(self, workdir: Path, keep_layout: bool, verbose: bool) -> tuple[Path, dict[str, str]]:
+        """Convert to a SavedModel under ``workdir``.
+
+        Returns:
+            The SavedModel folder, and a map from each signature key to the source
+            name it stands for (inputs and outputs).
+        """
+        raise NotImplementedError
+
+    def provenance(self) -> dict:
+        d = {"format": self.format, **self.details}
+        if self.path is not None:
+            d["path"] = str(self.path)
+            d["sha256"] = file_sha256(self.path)
+        return d
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of every file of a folder in name order."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def sanitize_names(names: list[str]) -> dict[str, str]:
+    """Map each name to one TensorFlow accepts as a signature key, unique and stable.
+
+    Example:
+        >>> sanitize_names(["input:0", "1", "x"])
+        {'input:0': 'input_0', '1': 't_1', 'x': 'x'}
+    """
+    result, used = {}, set()
+    for name in names:
+        safe = re.sub(r"[^A-Za-z0-9_]", "_", name) or "t"
+        if not safe[0].isalpha():
+            safe = "t_" + safe
+        base, i = safe, 1
+        while safe in used:
+            i += 1
+            safe = f"{base}_{i}"
+        used.add(safe)
+        result[name] = safe
+    return result

@@ -1,0 +1,359 @@
+"""ONNX source: read and check a model, fold it, run onnx2tf in a child process.
+
+Example:
+    >>> model = read_onnx("model.onnx")
+    >>> model = fold_constants(model)
+    >>> onnx2tf_saved_model(model, workdir)  # -> workdir/onnx2tf/ (a SavedModel)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from converter.errors import ConversionError, InputError, UnsupportedOpsError
+from converter.logs import log, subprocess_env
+from converter.model import TensorSpec
+from converter.sources.base import SourceModel, sanitize_names
+
+# ONNX element types -> numpy dtype names.
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+def read_onnx(path):
+    """Load an ONNX file with its external data, refusing data outside its folder.
+
+    Raises:
+        InputError: empty, truncated or non-ONNX file; external data that escapes
+            the model's folder or is missing; a model the ONNX checker rejects.
+    """
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    path = Path(path)
+    data = _read_bytes(path)
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:
+        raise InputError(
+            f"Expected an ONNX model file. Received: '{path}' ({len(data)} bytes, starts with "
+            f"{data[:8].hex(' ')}), which does not parse as ONNX: {_first_line(e)}"
+        ) from None
+    if not model.graph.node and not model.graph.output:
+        raise InputError(f"Expected an ONNX model file. Received: '{path}' holds no graph (truncated or not ONNX)")
+    folder = path.parent.resolve()
+    bad = []
+    for tensor in _all_tensors(model.graph):
+        if uses_external_data(tensor):
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            target = (folder / location).resolve()
+            if Path(location).is_absolute() or not target.is_relative_to(folder):
+                bad.append(f"{tensor.name} -> '{location}' (outside the model's folder)")
+            elif not target.is_file():
+                bad.append(f"{tensor.name} -> '{location}' (file not found)")
+    if bad:
+        raise InputError(f"External data of '{path}' refused:\n  " + "\n  ".join(bad))
+    try:
+        load_external_data_for_model(model, str(folder))
+        onnx.checker.check_model(model, full_check=False)
+    except Exception as e:
+        raise InputError(f"'{path}' is not a valid ONNX model: {_first_line(e)}") from None
+    return model
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise InputError(f"Expected an ONNX model file. Received: '{path}' (not found)")
+    data = path.read_bytes()
+    if not data:
+        raise InputError(f"Expected an ONNX model file. Received: '{path}' (empty file)")
+    return data
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def _all_tensors(graph):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.t.ByteSize():
+                yield attr.t
+            for g in list(attr.graphs) + ([attr.g] if attr.g.ByteSize() else []):
+                yield from _all_tensors(g)
+
+
+def graph_inputs(model) -> list[dict]:
+    """Inputs that are not initializers: name, shape (``None`` where dynamic), dtype."""
+    inits = {i.name for i in model.graph.initializer}
+    result = []
+    for i in model.graph.input:
+        if i.name in inits:
+            continue
+        t = i.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        result.append({"name": i.name, "shape": shape, "dtype": _ONNX_DTYPES.get(t.elem_type, str(t.elem_type))})
+    return result
+
+
+def graph_outputs(model) -> list[dict]:
+    """Graph outputs: name, shape (``None`` where dynamic or unknown), dtype."""
+    result = []
+    for o in model.graph.output:
+        t = o.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        result.append({"name": o.name, "shape": shape, "dtype": _ONNX_DTYPES.get(t.elem_type, str(t.elem_type))})
+    return result
+
+
+def check_supported_ops(model) -> None:
+    """Raise one error listing every op onnx2tf has no converter for.
+
+    Raises:
+        UnsupportedOpsError: op type -> the nodes where it occurs.
+    """
+    import onnx2tf.ops  # only the package folder; no TensorFlow import
+
+    known = {p.stem for p in Path(onnx2tf.ops.__file__).parent.glob("*.py")}
+    missing: dict[str, list[str]] = {}
+    for node in _all_nodes(model.graph):
+        domain = node.domain or "ai.onnx"
+        if domain not in ("ai.onnx", "ai.onnx.ml") or node.op_type not in known:
+            key = node.op_type if domain == "ai.onnx" else f"{domain}.{node.op_type}"
+            missing.setdefault(key, []).append(node.name or f"<unnamed {node.op_type}>")
+    if missing:
+        raise UnsupportedOpsError("onnx2tf 1.28 (the ONNX -> TensorFlow converter)", missing)
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for g in list(attr.graphs) + ([attr.g] if attr.g.ByteSize() else []):
+                yield from _all_nodes(g)
+
+
+def fold_constants(model):
+    """Fold constant subgraphs into initializers (onnxsim), keeping dynamic dims.
+
+    Before::  ConstantOfShape -> Mul -> Conv.W      After::  initializer -> Conv.W
+
+    onnx2tf fails on weights computed by ``ConstantOfShape`` ("axes don't match
+    array"), which old model-zoo files and PaddlePaddle exports contain.
+
+    Raises:
+        ConversionError: onnxsim could not produce an equivalent model.
+    """
+    import onnxsim
+
+    try:
+        simplified, ok = onnxsim.simplify(model, check_n=0, skip_shape_inference=False)
+    except Exception as e:
+        raise ConversionError(f"Folding constants (onnxsim) failed: {_first_line(e)}") from None
+    if not ok:
+        raise ConversionError("Folding constants (onnxsim) produced a model it could not validate")
+    return simplified
+
+
+def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose: bool = False) -> Path:
+    """Convert a (folded) ONNX model to a SavedModel with onnx2tf in a child process.
+
+    Args:
+        model: the ``onnx.ModelProto`` (external data already loaded).
+        workdir: a private folder: onnx2tf's working directory and output.
+        keep_layout: keep NCHW image inputs instead of switching to NHWC.
+        verbose: stream onnx2tf's own log.
+
+    Returns:
+        The SavedModel folder onnx2tf wrote.
+
+    Raises:
+        ConversionError: onnx2tf failed; the message holds the end of its log.
+    """
+    import onnx
+
+    from converter.calibration import write_calibration_file
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_calibration_file(workdir)
+    onnx_path = workdir / "model.onnx"
+    onnx.save_model(model, str(onnx_path), save_as_external_data=model.ByteSize() > 1_900_000_000)
+    out = workdir / "onnx2tf"
+    kwargs = {
+        "input_onnx_file_path": str(onnx_path),
+        "output_folder_path": str(out),
+        "not_use_onnxsim": True,  # fold_constants already ran
+        "verbosity": "info" if verbose else "error",
+        # Default save mode: signature keys are the ONNX input/output names
+        # (``output_signaturedefs`` would rename outputs to output_0, …).
+    }
+    if keep_layout:
+        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [i["name"] for i in graph_inputs(model)]
+    req, res = workdir / "onnx2tf_request.json", workdir / "onnx2tf_result.json"
+    req.write_text(json.dumps(kwargs))
+    proc = subprocess.run(
+        [sys.executable, "-m", "converter.sources.onnx2tf_runner", str(req), str(res)],
+        cwd=workdir,
+        env=subprocess_env(verbose),
+        stdout=None if verbose else subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = proc.stdout or ""
+    (workdir / "onnx2tf.log").write_text(output)
+    verdict = json.loads(res.read_text()) if res.exists() else {"ok": False, "error": f"exit status {proc.returncode}"}
+    if not verdict["ok"] or not (out / "saved_model.pb").exists():
+        tail = "\n".join(_strip_ansi(output).strip().splitlines()[-15:])
+        raise ConversionError(
+            f"onnx2tf could not convert the model: {verdict.get('error')}\n"
+            f"Last lines of its log ({workdir / 'onnx2tf.log'}):\n{tail}"
+        )
+    log.debug("onnx2tf wrote %s", out)
+    return out
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def index_input_ranges(model) -> dict[str, tuple[int, int]]:
+    """Valid ranges of integer inputs that index a table (token ids into an embedding).
+
+    An input feeding ``Gather``'s indices over an initializer of N rows accepts [0, N).
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    ranges = {}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in inits:
+            rows = inits[node.input[0]].dims[0]
+            ranges[node.input[1]] = (0, int(rows))
+    return ranges
+
+
+def image_layout(shape: list, dtype: str) -> str | None:
+    """``"NCHW"`` for a 4-D float tensor whose dim 1 looks like channels (1, 3 or 4)."""
+    if len(shape) == 4 and dtype.startswith("float") and shape[1] in (1, 3, 4):
+        return "NCHW"
+    return None
+
+
+def rename_io(model, mapping: dict[str, str]):
+    """Rename graph inputs/outputs (and every reference to them) in place."""
+    if all(k == v for k, v in mapping.items()):
+        return model
+
+    def fix(graph):
+        for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+            vi.name = mapping.get(vi.name, vi.name)
+        for node in graph.node:
+            node.input[:] = [mapping.get(n, n) for n in node.input]
+            node.output[:] = [mapping.get(n, n) for n in node.output]
+            for attr in node.attribute:
+                for g in list(attr.graphs) + ([attr.g] if attr.g.ByteSize() else []):
+                    fix(g)
+
+    fix(model.graph)
+    return model
+
+
+def set_input_shapes(model, shapes: dict[str, list[int]] | None, batch: str):
+    """Fix input dims from ``shapes``; make dim 0 dynamic (``batch="dynamic"``) or fixed.
+
+    Raises:
+        InputError: a shape names an unknown input or has the wrong rank, or a
+            non-batch dim stays dynamic (onnx2tf needs static spatial dims).
+    """
+    shapes = dict(shapes or {})
+    inits = {i.name for i in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in inits]
+    unknown = sorted(set(shapes) - {i.name for i in real_inputs})
+    if unknown:
+        raise InputError(f"--input-shape names unknown input(s) {unknown}; the model's inputs are {[i.name for i in real_inputs]}")
+    problems = []
+    for inp in real_inputs:
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name in shapes:
+            new = shapes[inp.name]
+            if len(new) != len(dims):
+                problems.append(f"{inp.name}: --input-shape has rank {len(new)}, the model's input has rank {len(dims)}")
+                continue
+            for d, v in zip(dims, new):
+                if v is None or v < 0:
+                    d.dim_param = "batch"
+                else:
+                    d.dim_value = int(v)
+        if batch == "dynamic" and len(dims):
+            dims[0].dim_param = "batch"
+        for k, d in enumerate(dims):
+            if k > 0 and not d.HasField("dim_value"):
+                problems.append(f"{inp.name}: dim {k} is dynamic ('{d.dim_param or '?'}')")
+    if problems:
+        raise InputError(
+            "Static shapes are needed for these input dims; give them with --input-shape NAME:D0,D1,… "
+            "(use -1 for a dynamic batch):\n  " + "\n  ".join(problems)
+        )
+    if batch == "dynamic":
+        for out in model.graph.output:
+            dims = out.type.tensor_type.shape.dim
+            if len(dims):
+                dims[0].dim_param = "batch"
+    return model
+
+
+class OnnxSource(SourceModel):
+    """An ONNX model: runs in onnxruntime, converts through onnx2tf.
+
+    Example:
+        >>> src = load_onnx_source("model.onnx")
+        >>> src.run(samples)
+    """
+
+    def __init__(self, model, path=None, fmt: str = "onnx", details: dict | None = None):
+        ranges = index_input_ranges(model)
+        inputs = [
+            TensorSpec(
+                name=i["name"],
+                shape=i["shape"],
+                dtype=i["dtype"],
+                layout=image_layout(i["shape"], i["dtype"]),
+                value_range=ranges.get(i["name"]),
+            )
+            for i in graph_inputs(model)
+        ]
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        super().__init__(fmt, inputs, [o.name for o in model.graph.output], path, {"opset": opset, **(details or {})})
+        self.model = model
+        self._session = None
+
+    def run(self, samples):
+        import onnxruntime as ort
+
+        if self._session is None:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            self._session = ort.InferenceSession(self.model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return [dict(zip(self.output_names, self._session.run(self.output_names, s))) for s in samples]
+
+    def to_saved_model(self, workdir, keep_layout=False, verbose=False):
+        import onnx
+
+        names = [i.name for i in self.inputs] + self.output_names
+        mapping = sanitize_names(names)
+        model = rename_io(onnx.ModelProto.FromString(self.model.SerializeToString()), mapping)
+        check_supported_ops(model)
+        model = fold_constants(model)
+        saved = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose)
+        return saved, {v: k for k, v in mapping.items()}
+
+
+def load_onnx_source(path, input_shapes=None, batch: str = "auto") -> OnnxSource:
+    """Read an ONNX file into an ``OnnxSource`` with static (or dynamic-batch) input shapes."""
+    model = set_input_shapes(read_onnx(path), input_shapes, batch)
+    return OnnxSource(model, Path(path))

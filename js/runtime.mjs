@@ -1,0 +1,122 @@
+// The TF.js runtime side of transferjs: load an exported bundle from disk in
+// Node.js with plain @tensorflow/tfjs (no tfjs-node: it downloads libtensorflow
+// at install) and run it on the wasm or cpu backend.
+//
+// Example:
+//   import { initBackend, loadBundle } from './runtime.mjs';
+//   await initBackend('wasm');
+//   const { model } = await loadBundle('out/tfjs');
+//   const y = model.predict(tf.zeros([1, 224, 224, 3]));
+
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+
+export { tf };
+
+/** An error about the bundle's files; the message names the file. */
+export class BundleError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'BundleError';
+  }
+}
+
+/** Select and initialise a backend ('wasm' or 'cpu'); returns its name. */
+export async function initBackend(name = 'wasm') {
+  if (!(await tf.setBackend(name))) {
+    throw new Error(`TF.js backend '${name}' failed to initialise`);
+  }
+  await tf.ready();
+  return tf.getBackend();
+}
+
+function readJson(file) {
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new BundleError(`Cannot read '${file}': ${e.code === 'ENOENT' ? 'file not found' : e.message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new BundleError(`'${file}' is not valid JSON (${e.message}); expected a TF.js model.json`);
+  }
+}
+
+function specBytes(spec) {
+  const size = spec.shape.reduce((a, b) => a * b, 1);
+  const q = spec.quantization;
+  if (q) return size * (q.dtype === 'float16' || q.dtype === 'uint16' ? 2 : 1);
+  return size * (spec.dtype === 'bool' || spec.dtype === 'uint8' ? 1 : 4);
+}
+
+/**
+ * Read model.json and its shards into the artifacts tfjs' loaders take.
+ * Checks every shard exists and that their total size matches the weight specs.
+ */
+export function readArtifacts(dir) {
+  const modelJson = path.join(dir, 'model.json');
+  const json = readJson(modelJson);
+  if (!json.modelTopology || !Array.isArray(json.weightsManifest)) {
+    throw new BundleError(`'${modelJson}' has no modelTopology/weightsManifest; expected a TF.js model.json`);
+  }
+  const weightSpecs = [];
+  const buffers = [];
+  for (const group of json.weightsManifest) {
+    weightSpecs.push(...group.weights);
+    let groupBytes = 0;
+    for (const p of group.paths) {
+      const shard = path.join(dir, p);
+      let buf;
+      try {
+        buf = fs.readFileSync(shard);
+      } catch (e) {
+        throw new BundleError(`Weight shard '${shard}' named in '${modelJson}' is missing`);
+      }
+      groupBytes += buf.length;
+      buffers.push(buf);
+    }
+    const expected = group.weights.reduce((a, s) => a + specBytes(s), 0);
+    if (groupBytes !== expected) {
+      throw new BundleError(
+        `Weight shards ${group.paths.map((p) => `'${path.join(dir, p)}'`).join(', ')} hold ${groupBytes} bytes; ` +
+          `'${modelJson}' expects ${expected}`,
+      );
+    }
+  }
+  const all = Buffer.concat(buffers);
+  return {
+    modelTopology: json.modelTopology,
+    format: json.format,
+    generatedBy: json.generatedBy,
+    convertedBy: json.convertedBy,
+    signature: json.signature,
+    userDefinedMetadata: json.userDefinedMetadata,
+    modelInitializer: json.modelInitializer,
+    weightSpecs,
+    weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+  };
+}
+
+/** Load a TF.js bundle folder (graph or layers model.json); returns { model, kind }. */
+export async function loadBundle(dir) {
+  const artifacts = readArtifacts(dir);
+  const handler = { load: async () => artifacts };
+  const isLayers = artifacts.format === 'layers-model' || artifacts.modelTopology.class_name !== undefined;
+  if (isLayers) return { model: await tf.loadLayersModel(handler), kind: 'layers' };
+  return { model: await tf.loadGraphModel(handler), kind: 'graph' };
+}
+
+/** Op types of a graph model's topology (main graph and functions). */
+export function graphOps(artifacts) {
+  const ops = new Set();
+  const topo = artifacts.modelTopology;
+  for (const n of topo.node || []) ops.add(n.op);
+  for (const f of (topo.library && topo.library.function) || []) {
+    for (const n of f.nodeDef || []) ops.add(n.op);
+  }
+  return [...ops].sort();
+}
