@@ -8,9 +8,13 @@ Python exceptions, and warnings raised by our own code are never filtered.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 log = logging.getLogger("transferjs")
 
@@ -49,6 +53,31 @@ def configure(verbose: bool = False) -> None:
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("absl", "tensorflow", "h5py", "jax", "onnx2tf"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    divert_native_stderr()
+
+
+NATIVE_LOG = Path(tempfile.gettempdir()) / f"transferjs-native-{os.getuid()}.log"
+
+
+def divert_native_stderr(path: Path = NATIVE_LOG) -> None:
+    """Send what C++ libraries write to file descriptor 2 into ``path``.
+
+    XLA and TensorFlow's C++ code log CUDA probing and plugin registration
+    straight to fd 2, before and despite ``TF_CPP_MIN_LOG_LEVEL``. Python's own
+    ``sys.stderr`` (our messages, warnings, tracebacks) keeps the real terminal.
+    """
+    if getattr(divert_native_stderr, "done", False):
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stderr = io.TextIOWrapper(os.fdopen(terminal, "wb", buffering=0), write_through=True, errors="backslashreplace")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setStream(sys.stderr)
+    divert_native_stderr.done = True
 
 
 def subprocess_env(verbose: bool = False) -> dict:

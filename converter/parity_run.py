@@ -59,3 +59,19 @@ def source_vs_tfjs(source, model, bundle_dir, samples, ref, options) -> ParityRe
 
     run = run_bundle(bundle_dir, to_converted_inputs(model, samples), backend=options.backend)
     return compare(RUNTIME_OF[source.format], ref, f"tfjs-{run.backend}", to_source_outputs(model, run.samples), options.tolerance)
+
+
+def tensorflow_vs_tfjs(model, bundle_dir, samples: int = 3, seed: int = 0, tolerance=None, backend: str = "wasm") -> ParityReport:
+    """Run the SavedModel and the TF.js bundle on the same seeded samples; compare.
+
+    Example:
+        >>> report = tensorflow_vs_tfjs(ConvertedModel.load("out"), "out/tfjs")
+    """
+    from converter.runtimes.tensorflow import run_saved_model
+    from converter.runtimes.tfjs_node import run_bundle
+    from converter.verify import TOLERANCES
+
+    inputs = random_samples(model.inputs, samples, seed)
+    ref = run_saved_model(model.saved_model, inputs)
+    run = run_bundle(bundle_dir, inputs, backend=backend)
+    return compare("tensorflow", ref, f"tfjs-{run.backend}", run.samples, tolerance or TOLERANCES["float32"])

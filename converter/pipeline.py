@@ -157,9 +157,14 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
             from converter.graph_ops import tfjs_op_histogram
 
             with timer.stage("export_tfjs"):
-                saved_model_to_graph_model(tmp / "saved_model", tmp / "tfjs", options.export)
+                passes = saved_model_to_graph_model(tmp / "saved_model", tmp / "tfjs", options.export)
             bundle = Path(out) / "tfjs"
-            report["tfjs"] = {"bytes": bundle_size(tmp / "tfjs"), "op_histogram": tfjs_op_histogram(tmp / "tfjs"), "quantize": options.export.quantize}
+            report["tfjs"] = {
+                "bytes": bundle_size(tmp / "tfjs"),
+                "quantize": options.export.quantize,
+                "passes": passes,
+                "op_histogram": tfjs_op_histogram(tmp / "tfjs"),
+            }
             if options.verify:
                 from converter.parity_run import source_vs_tfjs
 

@@ -1,0 +1,47 @@
+"""Export formats. ``export`` writes a verified TF.js bundle for a converted model.
+
+Example:
+    >>> from converter.export import export
+    >>> export("out/", "bundle/", ExportOptions(quantize="uint8"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify: bool = True) -> dict:
+    """Write the TF.js graph model of ``model_dir`` into ``bundle_dir`` (atomically).
+
+    Args:
+        model_dir: a converted model folder (``saved_model/`` + ``spec.json``).
+        bundle_dir: the bundle folder to write.
+        options: ``ExportOptions`` (quantization, shard size, signature).
+        verify: run the bundle in TF.js (Node.js, wasm) against the SavedModel.
+
+    Returns:
+        ``{"bytes": …, "parity": ParityReport dict or None}``.
+
+    Raises:
+        ParityError: TF.js differs from TensorFlow beyond the tolerance of the mode.
+    """
+    from converter.atomic import atomic_output_dir, check_writable
+    from converter.errors import ParityError
+    from converter.export.tfjs import ExportOptions, bundle_size, saved_model_to_graph_model
+    from converter.model import ConvertedModel
+    from converter.parity_run import tensorflow_vs_tfjs
+    from converter.verify import TOLERANCES
+
+    options = options or ExportOptions()
+    check_writable(bundle_dir, overwrite)
+    model = ConvertedModel.load(model_dir)
+    result = {"bytes": None, "parity": None}
+    with atomic_output_dir(bundle_dir, overwrite) as tmp:
+        saved_model_to_graph_model(model.saved_model, tmp, options)
+        result["bytes"] = bundle_size(tmp)
+        if verify:
+            parity = tensorflow_vs_tfjs(model, tmp, tolerance=TOLERANCES[options.quantize or "float32"])
+            result["parity"] = parity.to_dict()
+            if not parity.ok:
+                raise ParityError([parity])
+    return result

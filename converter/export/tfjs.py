@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,20 +39,29 @@ class ExportOptions:
             raise InputError(f"Expected --quantize one of {', '.join(QUANTIZE_MODES)}. Received: '{self.quantize}'")
 
 
-def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions = ExportOptions()) -> Path:
+def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions = ExportOptions()) -> dict[str, int]:
     """Write ``model.json`` and weight shards for the SavedModel into ``out_dir``.
+
+    Then run the TF.js graph passes (``tfjs_passes``) so the wasm backend runs it.
+
+    Returns:
+        ``{pass name: nodes changed}`` for the passes that changed something.
 
     Raises:
         UnsupportedOpsError: ops TF.js has no kernel for, all listed.
         ConversionError: any other tensorflowjs failure.
     """
-    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
-
     out_dir = Path(out_dir)
     qmap = {options.quantize: list(options.quantize_patterns)} if options.quantize else None
     captured = io.StringIO()
+    # tensorflow_decision_forests (imported by tensorflowjs) prints a banner, or
+    # with stdout redirected imports IPython to show it as HTML; this switch stops both.
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     try:
-        with contextlib.redirect_stdout(captured):
+        # tensorflowjs and tensorflow_decision_forests print banners and progress on stdout.
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
+
             tfjs_conv.convert_tf_saved_model(
                 str(saved_model_dir),
                 str(out_dir),
@@ -67,7 +77,9 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
     model_json = out_dir / "model.json"
     if not model_json.is_file():
         raise ConversionError(f"tensorflowjs wrote no model.json into '{out_dir}'")
-    return model_json
+    from converter.export.tfjs_passes import apply_passes
+
+    return apply_passes(model_json)
 
 
 def _unsupported_ops(message: str) -> dict[str, list[str]]:

@@ -122,7 +122,9 @@ def _example_inputs(input_shapes: dict | None, what: str):
 
 
 def load_factory(spec: str, kwargs: dict | None = None):
-    """Build a module from ``package.module:Name`` (a class or a function) with kwargs.
+    """Build a module from ``package.module:Name`` (a class, function or ``Class.method``).
+
+    Importing the named module runs its code: the user names it, the model file cannot.
 
     Raises:
         InputError: the spec is malformed, or the import or the call fails.
@@ -131,7 +133,9 @@ def load_factory(spec: str, kwargs: dict | None = None):
         raise InputError(f"Expected a factory as 'package.module:Name'. Received: '{spec}'")
     mod_name, attr = spec.split(":", 1)
     try:
-        factory = getattr(importlib.import_module(mod_name), attr)
+        factory = importlib.import_module(mod_name)
+        for part in attr.split("."):  # "Class.from_name" names a classmethod
+            factory = getattr(factory, part)
     except (ImportError, AttributeError) as e:
         raise InputError(f"Cannot import model factory '{spec}': {e}") from None
     try:

@@ -1,0 +1,44 @@
+# transferjs: two commands do everything on a fresh machine.
+#   make demo   the main job on the built-in default (see README)
+#   make test   the test suite
+# Both create .venv and js/node_modules from the committed lock files when they
+# are missing or older than the lock files, and skip the install otherwise.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.transferjs-installed
+JS_STAMP := js/node_modules/.transferjs-installed
+OUT ?= demo-out
+
+.PHONY: setup test demo lock clean
+
+setup: $(PY_STAMP) $(JS_STAMP)
+
+$(PY_STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(JS_STAMP): js/package.json js/package-lock.json
+	cd js && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m converter.demo --out $(OUT)
+
+# Re-resolve every Python pin from pyproject.toml into requirements.lock (needs the registry).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -e '.[test,demo]'
+	( sed -n '1,2p' requirements.lock; .lock-venv/bin/pip freeze --all --exclude-editable \
+	  | grep -v -E '^(pip|transferjs)==' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' ) > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) js/node_modules $(OUT)

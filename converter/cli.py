@@ -1,0 +1,212 @@
+"""The ``transferjs`` command: parse, call the Python API, map errors to exit codes.
+
+Heavy frameworks are imported inside each subcommand, so ``--help`` is instant.
+Exit codes: 0 ok, 1 unexpected error, 2 bad input / unsupported ops / output
+exists, 3 a conversion tool failed, 4 parity failure, 5 TF.js runtime failure,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import traceback
+
+from converter.errors import TransferJSError
+
+EPILOG = {
+    "main": """\
+        examples:
+          transferjs convert model.onnx -o out/
+          transferjs convert resnet.pt2 -o out/ --quantize uint8
+          transferjs export out/ -o bundle/ --quantize float16
+          transferjs verify out/
+        """,
+    "convert": """\
+        examples:
+          transferjs convert mobilenet.onnx -o out/
+          transferjs convert model.pt2 -o out/ --overwrite
+          transferjs convert weights.pt -o out/ --model-factory mypkg.nets:Net \\
+              --model-kwargs '{"classes": 10}' --input-shape image:1,3,224,224
+          transferjs convert ocr.onnx -o out/ --input-shape x:-1,3,48,320
+
+        writes out/saved_model/, out/tfjs/ (model.json + shards), out/spec.json, out/report.json
+        """,
+    "export": """\
+        example:
+          transferjs export out/ -o bundle-uint8/ --quantize uint8
+        """,
+    "verify": """\
+        example:
+          transferjs verify out/            # SavedModel vs TF.js (Node.js, wasm) on 3 samples
+        """,
+}
+
+
+def _shape_arg(text: str) -> tuple[str, list[int]]:
+    name, sep, dims = text.rpartition(":")
+    try:
+        values = [int(d) for d in dims.split(",")]
+    except ValueError:
+        values = None
+    if not sep or not name or not values:
+        raise argparse.ArgumentTypeError(f"expected NAME:D0,D1,… (e.g. image:1,3,224,224). Received: '{text}'")
+    return name, values
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="show framework logs and tracebacks")
+    p = argparse.ArgumentParser(
+        prog="transferjs",
+        description="Convert PyTorch, Keras and ONNX models to a verified TensorFlow graph and TF.js bundles.",
+        epilog=textwrap.dedent(EPILOG["main"]),
+        formatter_class=fmt,
+        parents=[common],
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("convert", help="convert a model; check it against the source in TF and TF.js",
+                       epilog=textwrap.dedent(EPILOG["convert"]), formatter_class=fmt, parents=[common])
+    c.add_argument("src", help="model file: .onnx, PyTorch (.pt2 ExportedProgram, TorchScript, state dict)")
+    c.add_argument("-o", "--out", required=True, help="output folder (created atomically)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    c.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME:D0,D1,…",
+                   help="static input shape (-1 keeps the batch dynamic); repeat per input")
+    c.add_argument("--batch", choices=["auto", "dynamic", "static"], default="auto", help="batch dimension (default: as the source)")
+    c.add_argument("--keep-layout", action="store_true", help="keep NCHW image tensors (default: NHWC, as TF.js images are)")
+    c.add_argument("--no-verify", action="store_true", help="skip the parity checks")
+    c.add_argument("--sample", metavar="FILE.npz", help="your own input sample, compared too")
+    c.add_argument("--samples", type=int, default=3, help="seeded random samples to compare (default 3)")
+    c.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    c.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
+    c.add_argument("--trust-code", action="store_true", help="allow files that run code when loaded (full pickles)")
+    c.add_argument("--model-factory", metavar="PKG.MODULE:NAME", help="code that builds the module for a state dict")
+    c.add_argument("--model-kwargs", metavar="JSON", help="keyword arguments for --model-factory")
+    _export_args(c)
+
+    e = sub.add_parser("export", help="write a TF.js bundle for a converted model",
+                       epilog=textwrap.dedent(EPILOG["export"]), formatter_class=fmt, parents=[common])
+    e.add_argument("model_dir", help="a folder written by 'transferjs convert'")
+    e.add_argument("-o", "--out", required=True, help="bundle folder")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    e.add_argument("--no-verify", action="store_true", help="skip running the bundle in TF.js")
+    _export_args(e)
+
+    v = sub.add_parser("verify", help="run a converted model in TensorFlow and TF.js (Node.js) and compare",
+                       epilog=textwrap.dedent(EPILOG["verify"]), formatter_class=fmt, parents=[common])
+    v.add_argument("model_dir", help="a folder written by 'transferjs convert'")
+    v.add_argument("--bundle", help="TF.js bundle to check (default: MODEL_DIR/tfjs)")
+    v.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
+    v.add_argument("--samples", type=int, default=3)
+    return p
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize", choices=["float16", "uint8", "uint16"], help="quantize weights in the TF.js bundle")
+    p.add_argument("--shard-size", type=int, default=4 * 1024 * 1024, metavar="BYTES", help="weight shard size (default 4 MiB)")
+    p.add_argument("--signature", default="serving_default", help="SavedModel signature to export")
+
+
+def _export_options(args):
+    from converter.export.tfjs import ExportOptions
+
+    return ExportOptions(quantize=args.quantize, shard_size=args.shard_size, signature=args.signature)
+
+
+def cmd_convert(args) -> int:
+    from converter.pipeline import ConvertOptions, convert
+    from converter.sources.torch import parse_kwargs
+    from converter.verify import Tolerance
+
+    shapes = dict(args.input_shape)
+    options = ConvertOptions(
+        input_shapes=shapes or None, batch=args.batch, keep_layout=args.keep_layout, verify=not args.no_verify,
+        samples=args.samples, sample_file=args.sample, tolerance=Tolerance(args.atol, args.rtol),
+        trust_code=args.trust_code, model_factory=args.model_factory, model_kwargs=parse_kwargs(args.model_kwargs),
+        export=_export_options(args), verbose=args.verbose,
+    )
+    result = convert(args.src, args.out, options, overwrite=args.overwrite)
+    print(summary(result.report, args.out))
+    return 0
+
+
+def summary(report: dict, out) -> str:
+    """A few lines a person reads after a conversion."""
+    lines = [f"Converted {report['source'].get('path', 'module')} ({report['source']['format']}) -> {out}"]
+    for t in report["model"]["inputs"]:
+        lines.append(f"  input  {t['name']}: {t['shape']} {t['dtype']} {t['layout'] or ''}".rstrip())
+    for t in report["model"]["outputs"]:
+        lines.append(f"  output {t['name']}: {t['shape']} {t['dtype']}")
+    for stage, p in report.get("parity", {}).items():
+        for name, o in p["outputs"].items():
+            top1 = f", top-1 {o['top1_agreement']:.0%}" if o.get("top1_agreement") is not None else ""
+            lines.append(f"  parity {p['reference']} -> {p['candidate']}: {name} max abs {o['max_abs']:.2g}{top1} "
+                         f"({'ok' if o['within_tolerance'] else 'FAIL'})")
+    if "tfjs" in report:
+        lines.append(f"  TF.js bundle: {out}/tfjs ({report['tfjs']['bytes'] / 1e6:.2f} MB)")
+    lines.append(f"  time: {sum(report['seconds'].values()):.1f} s; report: {out}/report.json")
+    return "\n".join(lines)
+
+
+def cmd_export(args) -> int:
+    from converter.export import export
+
+    result = export(args.model_dir, args.out, _export_options(args), overwrite=args.overwrite, verify=not args.no_verify)
+    print(f"Wrote {args.out} ({result['bytes'] / 1e6:.2f} MB)")
+    if result["parity"]:
+        for name, o in result["parity"]["outputs"].items():
+            print(f"  parity tensorflow -> {result['parity']['candidate']}: {name} max abs {o['max_abs']:.2g}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from pathlib import Path
+
+    from converter.errors import ParityError
+    from converter.model import ConvertedModel
+    from converter.parity_run import tensorflow_vs_tfjs
+
+    model = ConvertedModel.load(args.model_dir)
+    bundle = Path(args.bundle or Path(args.model_dir) / "tfjs")
+    report = tensorflow_vs_tfjs(model, bundle, samples=args.samples, backend=args.backend)
+    print(json.dumps(report.to_dict(), indent=2))
+    if not report.ok:
+        raise ParityError([report])
+    return 0
+
+
+COMMANDS = {"convert": cmd_convert, "export": cmd_export, "verify": cmd_verify}
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from converter.logs import configure
+
+    configure(verbose=args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except TransferJSError as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: unexpected {type(e).__name__}: {e}\n(run again with --verbose for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Passes on a TF.js graph model's topology, so the TF.js backends can run it.
+
+tensorflowjs' converter runs grappler, which fuses ops into forms the TF.js
+kernels may lack. Each pass rewrites ``modelTopology`` in ``model.json``; the
+order is ``PASSES``.
+
+Example:
+    >>> applied = apply_passes(Path("bundle/model.json"))
+    >>> applied
+    {'unfuse_unsupported_activations': 1}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+_FUSED_OPS = {"_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedMatMul"}
+# Activations the wasm backend fuses (tfjs-backend-wasm 4.22, FusableActivation).
+WASM_FUSABLE = {"Relu", "Relu6", "Prelu", "LeakyRelu", "Sigmoid", "Elu"}
+_NON_ACTIVATIONS = {"BiasAdd", "Add", "AddV2", "FusedBatchNorm", "FusedBatchNormV3"}
+
+
+def _strings(attr: dict) -> list[str]:
+    return [base64.b64decode(s).decode() for s in attr.get("list", {}).get("s", [])]
+
+
+def _set_strings(attr: dict, values: list[str]) -> None:
+    attr.setdefault("list", {})["s"] = [base64.b64encode(v.encode()).decode() for v in values]
+
+
+def unfuse_unsupported_activations(topology: dict) -> int:
+    """Split activations the wasm backend cannot fuse out of fused conv/matmul nodes.
+
+    Before::  X = _FusedMatMul(a, w, b) fused_ops=[BiasAdd, Tanh]
+    After::   X/pre_activation = _FusedMatMul(a, w, b) fused_ops=[BiasAdd];  X = Tanh(X/pre_activation)
+
+    The activation node keeps the original name, so consumers need no change.
+    Returns the number of nodes split.
+    """
+    new_nodes, count = [], 0
+    for node in topology.get("node", []):
+        if node["op"] in _FUSED_OPS:
+            fused = _strings(node.get("attr", {}).get("fused_ops", {}))
+            acts = [f for f in fused if f not in _NON_ACTIVATIONS]
+            if acts and acts[-1] not in WASM_FUSABLE:
+                act = acts[-1]
+                pre = dict(node, name=node["name"] + "/pre_activation", attr=dict(node["attr"]))
+                pre["attr"]["fused_ops"] = {}
+                _set_strings(pre["attr"]["fused_ops"], [f for f in fused if f != act])
+                new_nodes.append(pre)
+                new_nodes.append({"name": node["name"], "op": act, "input": [pre["name"]], "attr": {"T": {"type": "DT_FLOAT"}}})
+                count += 1
+                continue
+        new_nodes.append(node)
+    topology["node"] = new_nodes
+    return count
+
+
+PASSES = [unfuse_unsupported_activations]
+
+
+def apply_passes(model_json: Path) -> dict[str, int]:
+    """Run every pass on ``model_json`` in order, rewrite it, and return what each changed."""
+    model = json.loads(model_json.read_text())
+    applied = {}
+    for p in PASSES:
+        n = p(model["modelTopology"])
+        if n:
+            applied[p.__name__] = n
+    if applied:
+        model_json.write_text(json.dumps(model))
+    return applied

@@ -1,0 +1,42 @@
+"""Shared fixtures: the CLI runner and converted models reused across tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TRANSFERJS = [sys.executable, "-m", "converter.cli"]
+
+
+def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Run ``transferjs ARGS`` in a child process, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(TRANSFERJS + [str(a) for a in args], cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """The tiny CNN fixture exported to ONNX with a dynamic batch."""
+    import torch
+
+    from fixtures.models import tiny_cnn
+
+    model, example = tiny_cnn()
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    torch.onnx.export(model, example, str(path), input_names=["image"], output_names=["logits"],
+                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_converted(tiny_onnx, tmp_path_factory):
+    """``transferjs convert`` of the tiny CNN through the Python API (reused, read-only)."""
+    from converter import convert
+
+    out = tmp_path_factory.mktemp("converted") / "tiny"
+    return convert(tiny_onnx, out)

@@ -1,0 +1,100 @@
+"""``convert`` end to end: real torch / onnxruntime, onnx2tf, TensorFlow and TF.js (Node, wasm)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_onnx_conversion_writes_a_verified_savedmodel_and_bundle(tiny_converted, tiny_onnx):
+    out = tiny_converted.model.directory
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+    assert (out / "tfjs" / "model.json").is_file()
+    assert not list(out.glob("saved_model/*.tflite"))
+    report = json.loads((out / "report.json").read_text())
+    assert report["source"]["format"] == "onnx" and len(report["source"]["sha256"]) == 64
+    assert report["source"]["opset"] == 17
+    assert {"tensorflow", "onnx", "onnx2tf", "tensorflowjs"} <= set(report["versions"])
+    for stage in ("tensorflow", "tfjs"):
+        parity = report["parity"][stage]
+        assert parity["reference"] == "onnxruntime" and parity["ok"] and parity["samples"] == 3
+        assert parity["outputs"]["logits"]["max_abs"] < 1e-4
+        assert parity["outputs"]["logits"]["top1_agreement"] == 1.0
+    assert report["parity"]["tfjs"]["candidate"] == "tfjs-wasm"
+    (image,) = report["model"]["inputs"]
+    assert image == {"name": "image", "shape": [None, 32, 32, 3], "dtype": "float32", "layout": "NHWC",
+                     "source_name": "image", "source_layout": "NCHW", "value_range": None}
+    assert report["model"]["outputs"][0]["name"] == "logits"
+    assert report["op_histogram"]["Conv2D"] == 2
+    assert set(report["seconds"]) >= {"load_source", "to_saved_model", "parity_tensorflow", "export_tfjs", "parity_tfjs"}
+
+
+def test_converted_model_matches_onnxruntime_on_a_new_batch(tiny_converted, tiny_onnx):
+    """Independent of the report: run both runtimes here, batch of 5 (the batch is dynamic)."""
+    import onnxruntime as ort
+
+    from converter.runtimes.tensorflow import run_saved_model
+
+    x = np.random.default_rng(7).uniform(-1, 1, (5, 3, 32, 32)).astype("float32")
+    (expected,) = ort.InferenceSession(str(tiny_onnx)).run(None, {"image": x})
+    got = run_saved_model(tiny_converted.model.saved_model, [{"image": x.transpose(0, 2, 3, 1)}])[0]["logits"]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_pytorch_module_with_two_inputs_and_two_outputs(tmp_path):
+    from converter import convert
+    from fixtures.models import two_in_two_out
+
+    model, example = two_in_two_out()
+    result = convert(model, tmp_path / "out", example_inputs=example, output_names=["logits", "embedding"])
+    names = [t.name for t in result.model.inputs]
+    assert names == ["image", "extra"]
+    assert [t.layout for t in result.model.inputs] == ["NHWC", None]
+    assert [t.name for t in result.model.outputs] == ["logits", "embedding"]
+    for stage in ("tensorflow", "tfjs"):
+        outs = result.report["parity"][stage]["outputs"]
+        assert set(outs) == {"logits", "embedding"}
+        assert all(o["within_tolerance"] for o in outs.values())
+    assert result.report["parity"]["tfjs"]["reference"] == "torch"
+    # tanh(Linear) is fused by grappler; the wasm backend cannot run a fused tanh.
+    assert result.report["tfjs"]["passes"] == {"unfuse_unsupported_activations": 1}
+
+
+def test_int64_token_ids_are_sampled_inside_the_vocabulary(tmp_path):
+    from converter import convert
+    from fixtures.models import token_classifier
+
+    model, example = token_classifier()
+    result = convert(model, tmp_path / "out", example_inputs=example)
+    (ids,) = result.model.inputs
+    assert ids.value_range == (0, 50)
+    assert ids.dtype in ("int64", "int32") and ids.layout is None
+    assert result.report["parity"]["tfjs"]["ok"], result.report["parity"]["tfjs"]
+
+
+def test_cli_convert_prints_a_summary(tiny_onnx, tmp_path):
+    proc = run_cli("convert", tiny_onnx, "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert "parity onnxruntime -> tfjs-wasm: logits" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "out" / "tfjs" / "model.json").is_file()
+
+
+def test_cli_export_quantized_bundle_runs_in_tfjs(tiny_converted, tmp_path):
+    proc = run_cli("export", tiny_converted.model.directory, "-o", tmp_path / "b16", "--quantize", "float16")
+    assert proc.returncode == 0, proc.stderr
+    assert "parity tensorflow -> tfjs-wasm" in proc.stdout
+    full = (tiny_converted.model.directory / "tfjs" / "group1-shard1of1.bin").stat().st_size
+    half = (tmp_path / "b16" / "group1-shard1of1.bin").stat().st_size
+    assert half < 0.6 * full
+
+
+def test_cli_verify_reports_every_output(tiny_converted):
+    proc = run_cli("verify", tiny_converted.model.directory)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] and report["candidate"] == "tfjs-wasm" and list(report["outputs"]) == ["logits"]
