@@ -29,6 +29,8 @@ QUIET_ENV = {
 _NOISE = (
     r"pkg_resources is deprecated",
     r".*legacy TorchScript-based ONNX export",
+    r"Constant folding - Only steps=1",
+    r"The feature will be removed",
     r"You are saving your model as an HDF5 file",
     r".*np\.object.*",
 )
