@@ -28,6 +28,7 @@ EPILOG = {
         examples:
           transferjs convert mobilenet.onnx -o out/
           transferjs convert model.pt2 -o out/ --overwrite
+          transferjs convert classifier.keras -o out/
           transferjs convert weights.pt -o out/ --model-factory mypkg.nets:Net \\
               --model-kwargs '{"classes": 10}' --input-shape image:1,3,224,224
           transferjs convert ocr.onnx -o out/ --input-shape x:-1,3,48,320
@@ -71,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert", help="convert a model; check it against the source in TF and TF.js",
                        epilog=textwrap.dedent(EPILOG["convert"]), formatter_class=fmt, parents=[common])
-    c.add_argument("src", help="model file: .onnx, PyTorch (.pt2 ExportedProgram, TorchScript, state dict)")
+    c.add_argument("src", help="model: .onnx; PyTorch .pt2, TorchScript or state dict; Keras .keras/.h5; SavedModel folder")
     c.add_argument("-o", "--out", required=True, help="output folder (created atomically)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     c.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME:D0,D1,…",
@@ -86,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--trust-code", action="store_true", help="allow files that run code when loaded (full pickles)")
     c.add_argument("--model-factory", metavar="PKG.MODULE:NAME", help="code that builds the module for a state dict")
     c.add_argument("--model-kwargs", metavar="JSON", help="keyword arguments for --model-factory")
+    c.add_argument("--custom-objects", action="append", default=[], metavar="PKG.MODULE:NAME",
+                   help="custom Keras class the model needs (with --trust-code); repeat per class")
     _export_args(c)
 
     e = sub.add_parser("export", help="write a TF.js bundle for a converted model",
@@ -127,6 +130,7 @@ def cmd_convert(args) -> int:
         input_shapes=shapes or None, batch=args.batch, keep_layout=args.keep_layout, verify=not args.no_verify,
         samples=args.samples, sample_file=args.sample, tolerance=Tolerance(args.atol, args.rtol),
         trust_code=args.trust_code, model_factory=args.model_factory, model_kwargs=parse_kwargs(args.model_kwargs),
+        custom_objects=tuple(args.custom_objects),
         export=_export_options(args), verbose=args.verbose,
     )
     result = convert(args.src, args.out, options, overwrite=args.overwrite)
@@ -145,7 +149,7 @@ def summary(report: dict, out) -> str:
         for name, o in p["outputs"].items():
             top1 = f", top-1 {o['top1_agreement']:.0%}" if o.get("top1_agreement") is not None else ""
             lines.append(f"  parity {p['reference']} -> {p['candidate']}: {name} max abs {o['max_abs']:.2g}{top1} "
-                         f"({'ok' if o['within_tolerance'] else 'FAIL'})")
+                         f"({'ok' if o['within_tolerance'] else 'FAIL'}) {o.get('note', '')}".rstrip())
     if "tfjs" in report:
         lines.append(f"  TF.js bundle: {out}/tfjs ({report['tfjs']['bytes'] / 1e6:.2f} MB)")
     lines.append(f"  time: {sum(report['seconds'].values()):.1f} s; report: {out}/report.json")

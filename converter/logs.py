@@ -31,6 +31,7 @@ _NOISE = (
     r".*legacy TorchScript-based ONNX export",
     r"Constant folding - Only steps=1",
     r"The feature will be removed",
+    r".*isinstance\(treespec, LeafSpec\)",
     r"You are saving your model as an HDF5 file",
     r".*np\.object.*",
 )
@@ -53,7 +54,7 @@ def configure(verbose: bool = False) -> None:
         os.environ.setdefault(key, value)
     for pattern in _NOISE:
         warnings.filterwarnings("ignore", message=pattern)
-    for name in ("absl", "tensorflow", "h5py", "jax", "onnx2tf"):
+    for name in ("absl", "tensorflow", "h5py", "jax", "onnx2tf", "torch.onnx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     divert_native_stderr()
 

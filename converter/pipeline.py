@@ -27,7 +27,7 @@ from converter.export.tfjs import ExportOptions
 from converter.model import ConvertedModel, TensorSpec
 from converter.verify import Tolerance
 
-RUNTIME_OF = {"onnx": "onnxruntime", "pytorch": "torch", "keras": "keras", "saved_model": "tensorflow-source"}
+RUNTIME_OF = {"onnx": "onnxruntime", "pytorch": "torch", "keras": "keras", "saved_model": "tensorflow (source SavedModel)"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class ConvertOptions:
         tolerance: atol/rtol every output must meet.
         trust_code: allow files that run code when loaded (pickles, Keras Lambda).
         model_factory, model_kwargs: code that builds the module for a state dict.
+        custom_objects: ``package.module:Name`` of custom Keras classes (with ``trust_code``).
         export: TF.js export options; ``None`` writes no bundle.
         backend: TF.js backend for verification (``"wasm"`` or ``"cpu"``).
         verbose: show the frameworks' own logs.
@@ -61,6 +62,7 @@ class ConvertOptions:
     trust_code: bool = False
     model_factory: str | None = None
     model_kwargs: dict | None = None
+    custom_objects: tuple = ()
     export: ExportOptions | None = ExportOptions()
     backend: str = "wasm"
     verbose: bool = False
@@ -108,7 +110,11 @@ def load_source(src, options: ConvertOptions, example_inputs=None, input_names=N
         from converter.sources.torch import load_torch_file
 
         return load_torch_file(src, options.input_shapes, options.model_factory, options.model_kwargs, options.trust_code, batch)
-    raise InputError(f"'{src}' is a {fmt} model; this version of transferjs converts ONNX and PyTorch models")
+    from converter.sources.keras import SavedModelSource, load_keras_source
+
+    if fmt == "keras":
+        return load_keras_source(src, options.trust_code, options.custom_objects)
+    return SavedModelSource(Path(src))
 
 
 def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: bool = False, example_inputs=None, input_names=None, output_names=None) -> ConversionResult:

@@ -98,3 +98,27 @@ def test_cli_verify_reports_every_output(tiny_converted):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] and report["candidate"] == "tfjs-wasm" and list(report["outputs"]) == ["logits"]
+
+
+@pytest.mark.parametrize("kind", ["exported_program", "torchscript"])
+def test_cli_converts_pytorch_files(tmp_path, kind):
+    import torch
+
+    from fixtures.models import tiny_cnn
+
+    model, example = tiny_cnn()
+    if kind == "exported_program":
+        f = tmp_path / "tiny.pt2"
+        batch = torch.export.Dim("batch", max=64)
+        torch.export.save(torch.export.export(model, (torch.randn(2, 3, 32, 32),), dynamic_shapes=({0: batch},)), str(f))
+        extra = []
+    else:
+        f = tmp_path / "tiny.pt"
+        torch.jit.trace(model, example).save(str(f))
+        extra = ["--input-shape", "image:1,3,32,32"]
+    proc = run_cli("convert", f, "-o", tmp_path / "out", *extra)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["source"]["file_kind"] == kind
+    assert report["model"]["inputs"][0]["shape"] == [None, 32, 32, 3]
+    assert report["parity"]["tfjs"]["ok"] and report["parity"]["tfjs"]["reference"] == "torch"

@@ -1,8 +1,8 @@
-"""Passes on a TF.js graph model's topology, so the TF.js backends can run it.
+"""Passes on a TF.js graph model, so the TF.js backends can run it.
 
 tensorflowjs' converter runs grappler, which fuses ops into forms the TF.js
-kernels may lack. Each pass rewrites ``modelTopology`` in ``model.json``; the
-order is ``PASSES``.
+kernels may lack. Each pass rewrites the parsed ``model.json`` (topology and
+weight specs; the weight bytes never change); the order is ``PASSES``.
 
 Example:
     >>> applied = apply_passes(Path("bundle/model.json"))
@@ -30,7 +30,7 @@ def _set_strings(attr: dict, values: list[str]) -> None:
     attr.setdefault("list", {})["s"] = [base64.b64encode(v.encode()).decode() for v in values]
 
 
-def unfuse_unsupported_activations(topology: dict) -> int:
+def unfuse_unsupported_activations(model: dict) -> int:
     """Split activations the wasm backend cannot fuse out of fused conv/matmul nodes.
 
     Before::  X = _FusedMatMul(a, w, b) fused_ops=[BiasAdd, Tanh]
@@ -39,6 +39,7 @@ def unfuse_unsupported_activations(topology: dict) -> int:
     The activation node keeps the original name, so consumers need no change.
     Returns the number of nodes split.
     """
+    topology = model["modelTopology"]
     new_nodes, count = [], 0
     for node in topology.get("node", []):
         if node["op"] in _FUSED_OPS:
@@ -58,7 +59,49 @@ def unfuse_unsupported_activations(topology: dict) -> int:
     return count
 
 
-PASSES = [unfuse_unsupported_activations]
+def _is_fused_bias(node: dict, input_index: int) -> bool:
+    fused = _strings(node.get("attr", {}).get("fused_ops", {}))
+    return node["op"] in _FUSED_OPS and input_index == 2 and fused[:1] == ["BiasAdd"]
+
+
+def flatten_fused_biases(model: dict) -> int:
+    """Give fused conv/matmul nodes the rank-1 bias the wasm backend requires.
+
+    Grappler folds a broadcast ``Add`` (e.g. a batch norm's shift, shape [1, 1, 1, C])
+    into the conv as its bias; wasm refuses it ("FusedConv2D only supports rank-1
+    bias but got rank 4"). The values are the same in either shape, so the weight
+    is reshaped.
+
+    Before::  bias: Const [1, 1, 1, C];  y = _FusedConv2D(x, w, bias) fused_ops=[BiasAdd]
+    After::   bias: Const [C];           y = _FusedConv2D(x, w, bias) fused_ops=[BiasAdd]
+
+    Returns the number of weights reshaped.
+    """
+    topology = model["modelTopology"]
+    specs = {w["name"]: w for group in model["weightsManifest"] for w in group["weights"]}
+    consumers: dict[str, list] = {}
+    for node in topology.get("node", []):
+        for i, name in enumerate(node.get("input", [])):
+            consumers.setdefault(name.split(":")[0], []).append((node, i))
+    count = 0
+    for name, spec in specs.items():
+        shape = spec["shape"]
+        uses = consumers.get(name, [])
+        if len(shape) < 2 or not uses or any(d != 1 for d in shape[:-1]):
+            continue
+        if all(_is_fused_bias(node, i) for node, i in uses):
+            spec["shape"] = [shape[-1]]
+            count += 1
+    for node in topology.get("node", []):
+        spec = specs.get(node["name"])
+        if node["op"] == "Const" and spec is not None:
+            tensor = node.get("attr", {}).get("value", {}).get("tensor", {})
+            if "tensorShape" in tensor:
+                tensor["tensorShape"] = {"dim": [{"size": str(d)} for d in spec["shape"]]}
+    return count
+
+
+PASSES = [unfuse_unsupported_activations, flatten_fused_biases]
 
 
 def apply_passes(model_json: Path) -> dict[str, int]:
@@ -66,7 +109,7 @@ def apply_passes(model_json: Path) -> dict[str, int]:
     model = json.loads(model_json.read_text())
     applied = {}
     for p in PASSES:
-        n = p(model["modelTopology"])
+        n = p(model)
         if n:
             applied[p.__name__] = n
     if applied:

@@ -86,7 +86,10 @@ def torch_source(module, example_inputs, input_names=None, output_names=None, ba
     import onnx
     import torch
 
-    module = module.eval()
+    try:
+        module = module.eval()
+    except NotImplementedError:
+        pass  # an ExportedProgram's module has no train/eval switch; it is fixed at export
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)
@@ -157,15 +160,7 @@ def load_torch_file(path, input_shapes=None, factory: str | None = None, factory
     kind = torch_file_kind(path)
     details = {"file_kind": kind}
     if kind == "exported_program":
-        ep = torch.export.load(str(path))
-        module = ep.module()
-        args = ep.example_inputs[0] if getattr(ep, "example_inputs", None) else None
-        names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-        if input_shapes:
-            names, args = _example_inputs(input_shapes, "This ExportedProgram")
-        if args is None:
-            names, args = _example_inputs(input_shapes, "This ExportedProgram")
-        return torch_source(module, args, input_names=names, batch=batch, path=path, details=details)
+        return _exported_program_source(path, details, input_shapes)
     if kind == "torchscript":
         module = torch.jit.load(str(path), map_location="cpu")
         names, args = _example_inputs(input_shapes, "A TorchScript file")
@@ -190,6 +185,33 @@ def load_torch_file(path, input_shapes=None, factory: str | None = None, factory
         raise InputError(f"Expected a PyTorch module or state dict in '{path}'. Received a {type(obj).__name__}")
     names, args = _example_inputs(input_shapes, "A PyTorch checkpoint")
     return torch_source(module, args, input_names=names, batch=batch, path=path, details=details)
+
+
+def _exported_program_source(path: Path, details: dict, input_shapes=None) -> TorchSource:
+    """An ExportedProgram keeps its own dynamic dims; the dynamo exporter converts it as is."""
+    import onnx  # noqa: F401
+    import torch
+
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:
+        raise InputError(f"Cannot read ExportedProgram '{path}': {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    if input_shapes:
+        names, args = _example_inputs(input_shapes, "This ExportedProgram")
+    elif getattr(ep, "example_inputs", None):
+        args = ep.example_inputs[0]
+    else:
+        names, args = _example_inputs(input_shapes, "This ExportedProgram (saved without example inputs)")
+    module = ep.module()
+    with torch.inference_mode():
+        out_names = _default_output_names(module(*args))
+    try:
+        program = torch.onnx.export(ep, dynamo=True, input_names=names, output_names=out_names, optimize=True, verbose=False)
+    except Exception as e:
+        raise InputError(f"torch.onnx.export (dynamo) failed on '{path}': {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    details = {"torch": torch.__version__, "onnx_exporter": "dynamo", **details}
+    return TorchSource(module, program.model_proto, names, out_names, path=path, details=details)
 
 
 def torch_file_kind(path: Path) -> str:
