@@ -30,6 +30,9 @@ def test_onnx_conversion_writes_a_verified_savedmodel_and_bundle(tiny_converted,
                      "source_name": "image", "source_layout": "NCHW", "value_range": None}
     assert report["model"]["outputs"][0]["name"] == "logits"
     assert report["op_histogram"]["Conv2D"] == 2
+    # Flatten after global pooling became a Squeeze: no layout Transpose left in the graph.
+    assert report["source"]["onnx_passes"]["squeeze_pooled_flatten"] == 1
+    assert "Transpose" not in report["op_histogram"] and "Transpose" not in report["tfjs"]["op_histogram"]
     assert set(report["seconds"]) >= {"load_source", "to_saved_model", "parity_tensorflow", "export_tfjs", "parity_tfjs"}
 
 
@@ -122,3 +125,38 @@ def test_cli_converts_pytorch_files(tmp_path, kind):
     assert report["source"]["file_kind"] == kind
     assert report["model"]["inputs"][0]["shape"] == [None, 32, 32, 3]
     assert report["parity"]["tfjs"]["ok"] and report["parity"]["tfjs"]["reference"] == "torch"
+
+
+def _constant_of_shape_model(path):
+    """Conv weights computed at run time from ConstantOfShape, as old model-zoo files do."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("ConstantOfShape", ["w_shape"], ["ones"], value=numpy_helper.from_array(np.array([1.0], np.float32))),
+        helper.make_node("Mul", ["ones", "w_scale"], ["w"]),
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([4, 3, 3, 3], np.int64), "w_shape"),
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w_scale"),
+        numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b"),
+    ]
+    graph = helper.make_graph(nodes, "cos", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+def test_weights_from_constant_of_shape_with_batch_made_dynamic(tmp_path):
+    _constant_of_shape_model(tmp_path / "cos.onnx")
+    proc = run_cli("convert", tmp_path / "cos.onnx", "-o", tmp_path / "out", "--batch", "dynamic")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["model"]["inputs"][0]["shape"] == [None, 8, 8, 3]
+    # A 4-D output switches to NHWC too, and the report says so.
+    (y,) = report["model"]["outputs"]
+    assert (y["shape"], y["layout"], y["source_layout"]) == ([None, 8, 8, 4], "NHWC", "NCHW")
+    assert report["parity"]["tfjs"]["ok"] and report["parity"]["tensorflow"]["ok"]
+    assert "ConstantOfShape" not in report["op_histogram"]

@@ -24,3 +24,5 @@ def test_efficientnet_lite0_classifies_the_cat_alike_in_torch_tensorflow_and_tfj
     for stage in ("tensorflow", "tfjs"):
         assert report["parity"][stage]["ok"], report["parity"][stage]
     assert report["op_histogram"]["DepthwiseConv2dNative"] == 16
+    # A standard CNN: the NCHW -> NHWC switch leaves no Transpose in the graph.
+    assert "Transpose" not in report["op_histogram"] and "Transpose" not in report["tfjs"]["op_histogram"]

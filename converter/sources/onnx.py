@@ -349,6 +349,9 @@ class OnnxSource(SourceModel):
         model = rename_io(onnx.ModelProto.FromString(self.model.SerializeToString()), mapping)
         check_supported_ops(model)
         model = fold_constants(model)
+        from converter.sources.onnx_passes import run_passes
+
+        model, self.details["onnx_passes"] = run_passes(model)
         saved = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose)
         return saved, {v: k for k, v in mapping.items()}
 
