@@ -155,6 +155,9 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
 
             with timer.stage("parity_tensorflow"):
                 samples, ref, parity = source_vs_tensorflow(source, model, options)
+            if not parity.ok and getattr(source, "converted_onnx", None) is not None:
+                with timer.stage("locate_divergence"):
+                    parity.divergence = _locate(source, samples, options, Path(work))
             report["parity"]["tensorflow"] = parity.to_dict()
             failures += [parity] if not parity.ok else []
         bundle = None
@@ -186,6 +189,14 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
             raise ParityError(failures)
     model.directory = Path(out)
     return ConversionResult(model, report, bundle)
+
+
+def _locate(source, samples, options, work: Path):
+    from converter.divergence import locate_divergence
+
+    names = source.converted_names
+    renamed = [{names.get(k, k): v for k, v in s.items()} for s in samples]
+    return locate_divergence(source.converted_onnx, renamed, options.tolerance, work / "divergence", options.verbose)
 
 
 def _move_saved_model(saved: Path, target: Path) -> None:

@@ -61,6 +61,7 @@ class ParityReport:
     tolerance: Tolerance
     samples: int
     outputs: dict[str, OutputParity] = field(default_factory=dict)
+    divergence: dict | None = None  # first diverging node, when it was located
 
     @property
     def ok(self) -> bool:
@@ -78,6 +79,10 @@ class ParityReport:
         for o in self.failures():
             top1 = f", top-1 agreement {o.top1_agreement:.1%}" if o.top1_agreement is not None else ""
             lines.append(f"  {o.name}: max abs {o.max_abs:.3g}, max rel {o.max_rel:.3g}{top1} {o.note}".rstrip())
+        if self.divergence:
+            d = self.divergence
+            lines.append(f"  divergence starts at node '{d['node']}' ({d['op']}): max abs {d['max_abs']:.3g} "
+                         f"(found in {d['probes']} probe conversions)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -88,6 +93,7 @@ class ParityReport:
             "samples": self.samples,
             "ok": self.ok,
             "outputs": {k: asdict(v) for k, v in self.outputs.items()},
+            "divergence": self.divergence,
         }
 
 

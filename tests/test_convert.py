@@ -79,12 +79,15 @@ def test_int64_token_ids_are_sampled_inside_the_vocabulary(tmp_path):
     assert result.report["parity"]["tfjs"]["ok"], result.report["parity"]["tfjs"]
 
 
-def test_cli_convert_prints_a_summary(tiny_onnx, tmp_path):
-    proc = run_cli("convert", tiny_onnx, "-o", tmp_path / "out")
+def test_cli_convert_prints_a_summary_and_checks_the_users_sample(tiny_onnx, tmp_path):
+    np.savez(tmp_path / "mine.npz", image=np.full((4, 3, 32, 32), 0.5, np.float32))
+    proc = run_cli("convert", tiny_onnx, "-o", tmp_path / "out", "--sample", tmp_path / "mine.npz")
     assert proc.returncode == 0, proc.stderr
     assert "parity onnxruntime -> tfjs-wasm: logits" in proc.stdout
     assert "Traceback" not in proc.stderr
     assert (tmp_path / "out" / "tfjs" / "model.json").is_file()
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["parity"]["tfjs"]["samples"] == 4  # 3 random + the user's
 
 
 def test_cli_export_quantized_bundle_runs_in_tfjs(tiny_converted, tmp_path):

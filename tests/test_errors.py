@@ -50,21 +50,27 @@ def test_existing_output_is_not_overwritten(tiny_onnx, tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
-def test_parity_failure_lists_outputs_and_writes_nothing(tiny_onnx, tmp_path):
+def test_parity_failure_lists_outputs_locates_the_divergence_and_writes_nothing(tiny_onnx, tmp_path):
     out = tmp_path / "out"
     proc = run_cli("convert", tiny_onnx, "-o", out, "--atol", "0", "--rtol", "0")
-    _assert_clean_failure(proc, 4, "beyond tolerance", "logits: max abs")
+    # With zero tolerance the first op that rounds differently is the first convolution.
+    _assert_clean_failure(proc, 4, "tensorflow differs from onnxruntime", "tfjs-wasm differs from onnxruntime",
+                          "logits: max abs", "divergence starts at node '/features/features.0/Conv' (Conv)")
     assert not out.exists()
     assert not list(tmp_path.glob(".out.*")), "temporary output left behind"
 
 
 def test_failed_overwrite_keeps_the_old_output(tiny_onnx, tmp_path):
+    import numpy as np
+
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    proc = run_cli("convert", tiny_onnx, "-o", out, "--overwrite", "--atol", "0", "--rtol", "0")
-    assert proc.returncode == 4
+    np.savez(tmp_path / "bad.npz", image=np.zeros((1, 3, 8, 8), np.float32))  # wrong size, found after converting
+    proc = run_cli("convert", tiny_onnx, "-o", out, "--overwrite", "--sample", tmp_path / "bad.npz")
+    _assert_clean_failure(proc, 2, "bad.npz", "expected shape [None, 3, 32, 32], received [1, 3, 8, 8]")
     assert (out / "keep.txt").read_text() == "old"
+    assert not list(tmp_path.glob(".out.*"))
 
 
 def _onnx_with_ops(path, ops):

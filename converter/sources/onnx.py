@@ -331,6 +331,8 @@ class OnnxSource(SourceModel):
         super().__init__(fmt, inputs, [o.name for o in model.graph.output], path, {"opset": opset, **(details or {})})
         self.model = model
         self._session = None
+        self.converted_onnx = None  # the ONNX graph onnx2tf got, set by to_saved_model
+        self.converted_names: dict[str, str] = {}
 
     def run(self, samples):
         import onnxruntime as ort
@@ -352,6 +354,7 @@ class OnnxSource(SourceModel):
         from converter.sources.onnx_passes import run_passes
 
         model, self.details["onnx_passes"] = run_passes(model)
+        self.converted_onnx, self.converted_names = model, mapping
         saved = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose)
         return saved, {v: k for k, v in mapping.items()}
 
