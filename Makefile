@@ -12,7 +12,7 @@ PY_STAMP := $(VENV)/.transferjs-installed
 JS_STAMP := js/node_modules/.transferjs-installed
 OUT ?= demo-out
 
-.PHONY: setup test demo lock clean
+.PHONY: setup browser test demo lock clean
 
 setup: $(PY_STAMP) $(JS_STAMP)
 
@@ -26,7 +26,13 @@ $(JS_STAMP): js/package.json js/package-lock.json
 	cd js && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test: setup
+# Debian's Chromium, for the browser test of exported bundles (root installs it; others are told how).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup

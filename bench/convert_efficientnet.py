@@ -212,6 +212,9 @@ def versions() -> dict:
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         out["transferjs_git"] = head
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        out["transferjs_git_dirty"] = bool(dirty)
     except OSError:
         pass
     return out
@@ -295,6 +298,7 @@ def main(argv=None) -> int:
                 b_runs.append(r)
                 detail = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items())
                 print(f"[{i + 1}/{args.repeat}] by hand    {r['total_s']:.1f} s ({detail}; onnxsim ran: {r['onnxsim_ran']})", flush=True)
+            r["loadavg_1min_after"] = os.getloadavg()[0]
             order.append(side)
     load_after = os.getloadavg()
     summary = summarize(a_runs, b_runs)

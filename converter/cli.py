@@ -39,9 +39,14 @@ EPILOG = {
         example:
           transferjs export out/ -o bundle-uint8/ --quantize uint8
         """,
+    "predict": """\
+        example:
+          transferjs predict out/tfjs cat.jpg dog.png --top 3
+        """,
     "verify": """\
         example:
           transferjs verify out/            # SavedModel vs TF.js (Node.js, wasm) on 3 samples
+          transferjs verify bundle-uint8/ --model-dir out/
         """,
 }
 
@@ -87,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--trust-code", action="store_true", help="allow files that run code when loaded (full pickles)")
     c.add_argument("--model-factory", metavar="PKG.MODULE:NAME", help="code that builds the module for a state dict")
     c.add_argument("--model-kwargs", metavar="JSON", help="keyword arguments for --model-factory")
+    c.add_argument("--labels", metavar="FILE", help="class names, one per line (or a JSON list), for metadata.json")
+    c.add_argument("--image-size", metavar="H,W", help="resize images to this size (default: the input's static size)")
+    c.add_argument("--mean", metavar="R,G,B", help="per-channel mean subtracted after scaling (e.g. 0.485,0.456,0.406)")
+    c.add_argument("--std", metavar="R,G,B", help="per-channel std divided by after the mean (e.g. 0.229,0.224,0.225)")
+    c.add_argument("--scale", type=float, default=1 / 255, help="pixel scale before mean/std (default 1/255)")
     c.add_argument("--custom-objects", action="append", default=[], metavar="PKG.MODULE:NAME",
                    help="custom Keras class the model needs (with --trust-code); repeat per class")
     _export_args(c)
@@ -99,10 +109,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-verify", action="store_true", help="skip running the bundle in TF.js")
     _export_args(e)
 
+    pr = sub.add_parser("predict", help="classify images with a TF.js bundle in Node.js (its predict.mjs)",
+                        epilog=textwrap.dedent(EPILOG["predict"]), formatter_class=fmt, parents=[common])
+    pr.add_argument("bundle", help="a TF.js bundle folder (e.g. out/tfjs)")
+    pr.add_argument("images", nargs="+", help="PNG or JPEG files")
+    pr.add_argument("--top", type=int, default=5)
+    pr.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
+
     v = sub.add_parser("verify", help="run a converted model in TensorFlow and TF.js (Node.js) and compare",
                        epilog=textwrap.dedent(EPILOG["verify"]), formatter_class=fmt, parents=[common])
-    v.add_argument("model_dir", help="a folder written by 'transferjs convert'")
+    v.add_argument("path", help="a folder written by 'transferjs convert', or a TF.js bundle inside one")
     v.add_argument("--bundle", help="TF.js bundle to check (default: MODEL_DIR/tfjs)")
+    v.add_argument("--model-dir", help="the converted model a bundle came from (default: the bundle's parent)")
     v.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
     v.add_argument("--samples", type=int, default=3)
     return p
@@ -120,6 +138,48 @@ def _export_options(args):
     return ExportOptions(quantize=args.quantize, shard_size=args.shard_size, signature=args.signature)
 
 
+def _floats(text, what, n=None):
+    from converter.errors import InputError
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or (n and len(values) != n):
+        raise InputError(f"Expected {what} as {n or 'some'} comma-separated numbers. Received: '{text}'")
+    return values
+
+
+def _preprocessing(args):
+    if not (args.mean or args.std or args.image_size):
+        return None
+    from converter.model import Preprocessing
+
+    size = tuple(int(v) for v in _floats(args.image_size, "--image-size", 2)) if args.image_size else None
+    mean = tuple(_floats(args.mean, "--mean", 3)) if args.mean else (0.0, 0.0, 0.0)
+    std = tuple(_floats(args.std, "--std", 3)) if args.std else (1.0, 1.0, 1.0)
+    return Preprocessing(size=size, scale=args.scale, mean=mean, std=std)
+
+
+def _labels(path):
+    if not path:
+        return None
+    from pathlib import Path
+
+    from converter.errors import InputError
+
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise InputError(f"Cannot read labels file '{path}': {e.strerror}") from None
+    if text.lstrip().startswith("["):
+        try:
+            return tuple(str(v) for v in json.loads(text))
+        except ValueError as e:
+            raise InputError(f"Labels file '{path}' is not a JSON list: {e}") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
 def cmd_convert(args) -> int:
     from converter.pipeline import ConvertOptions, convert
     from converter.sources.torch import parse_kwargs
@@ -130,7 +190,7 @@ def cmd_convert(args) -> int:
         input_shapes=shapes or None, batch=args.batch, keep_layout=args.keep_layout, verify=not args.no_verify,
         samples=args.samples, sample_file=args.sample, tolerance=Tolerance(args.atol, args.rtol),
         trust_code=args.trust_code, model_factory=args.model_factory, model_kwargs=parse_kwargs(args.model_kwargs),
-        custom_objects=tuple(args.custom_objects),
+        custom_objects=tuple(args.custom_objects), preprocessing=_preprocessing(args), labels=_labels(args.labels),
         export=_export_options(args), verbose=args.verbose,
     )
     result = convert(args.src, args.out, options, overwrite=args.overwrite)
@@ -174,8 +234,12 @@ def cmd_verify(args) -> int:
     from converter.model import ConvertedModel
     from converter.parity_run import tensorflow_vs_tfjs
 
-    model = ConvertedModel.load(args.model_dir)
-    bundle = Path(args.bundle or Path(args.model_dir) / "tfjs")
+    path = Path(args.path)
+    if (path / "spec.json").exists():
+        bundle, model_dir = Path(args.bundle or path / "tfjs"), path
+    else:
+        bundle, model_dir = path, Path(args.model_dir or path.parent)
+    model = ConvertedModel.load(model_dir)
     report = tensorflow_vs_tfjs(model, bundle, samples=args.samples, backend=args.backend)
     print(json.dumps(report.to_dict(), indent=2))
     if not report.ok:
@@ -183,7 +247,17 @@ def cmd_verify(args) -> int:
     return 0
 
 
-COMMANDS = {"convert": cmd_convert, "export": cmd_export, "verify": cmd_verify}
+def cmd_predict(args) -> int:
+    from converter.runtimes.bundle_apps import predict_with_node
+
+    for r in predict_with_node(args.bundle, args.images, args.top, args.backend):
+        print(r["image"])
+        for t in r["top"]:
+            print(f"  {t['label']:<24} {100 * t['probability']:5.1f}%")
+    return 0
+
+
+COMMANDS = {"convert": cmd_convert, "export": cmd_export, "predict": cmd_predict, "verify": cmd_verify}
 
 
 def main(argv=None) -> int:

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from converter.model import Preprocessing
+
 FACTORY = "efficientnet_lite_pytorch:EfficientNet.from_name"
 FACTORY_KWARGS = {"model_name": "efficientnet-lite0"}
 SIZE = 224
+# EfficientNet-Lite takes RGB scaled to [-1, 1].
+PREPROCESSING = Preprocessing(size=(SIZE, SIZE), scale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 def efficientnet_lite0_weights() -> Path:
@@ -51,7 +55,10 @@ def run(out: Path, overwrite: bool = True) -> dict:
 
     t0 = time.perf_counter()
     x = chelsea_nchw()
-    options = ConvertOptions(input_shapes={"image": [1, 3, SIZE, SIZE]}, model_factory=FACTORY, model_kwargs=FACTORY_KWARGS)
+    options = ConvertOptions(
+        input_shapes={"image": [1, 3, SIZE, SIZE]}, model_factory=FACTORY, model_kwargs=FACTORY_KWARGS,
+        preprocessing=PREPROCESSING,
+    )
     result = convert(efficientnet_lite0_weights(), out, options, overwrite=overwrite)
     seconds = {"convert": time.perf_counter() - t0}
     from converter.sources.torch import load_torch_file

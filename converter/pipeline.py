@@ -24,7 +24,7 @@ from pathlib import Path
 from converter.atomic import atomic_output_dir, check_writable
 from converter.errors import InputError, ParityError
 from converter.export.tfjs import ExportOptions
-from converter.model import ConvertedModel, TensorSpec
+from converter.model import ConvertedModel, Preprocessing, TensorSpec
 from converter.verify import Tolerance
 
 RUNTIME_OF = {"onnx": "onnxruntime", "pytorch": "torch", "keras": "keras", "saved_model": "tensorflow (source SavedModel)"}
@@ -46,6 +46,8 @@ class ConvertOptions:
         trust_code: allow files that run code when loaded (pickles, Keras Lambda).
         model_factory, model_kwargs: code that builds the module for a state dict.
         custom_objects: ``package.module:Name`` of custom Keras classes (with ``trust_code``).
+        preprocessing: how raw pixels become the image input (recorded in metadata.json).
+        labels: class names of the first output, recorded in metadata.json.
         export: TF.js export options; ``None`` writes no bundle.
         backend: TF.js backend for verification (``"wasm"`` or ``"cpu"``).
         verbose: show the frameworks' own logs.
@@ -63,6 +65,8 @@ class ConvertOptions:
     model_factory: str | None = None
     model_kwargs: dict | None = None
     custom_objects: tuple = ()
+    preprocessing: Preprocessing | None = None
+    labels: tuple | None = None
     export: ExportOptions | None = ExportOptions()
     backend: str = "wasm"
     verbose: bool = False
@@ -144,6 +148,8 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
             saved, keymap = source.to_saved_model(Path(work), options.keep_layout, options.verbose)
             _move_saved_model(saved, tmp / "saved_model")
         model = _describe(tmp, source, keymap)
+        model.preprocessing = options.preprocessing
+        model.labels = list(options.labels) if options.labels else None
         report = {"source": source.provenance(), "versions": library_versions(), "parity": {}}
         with timer.stage("op_histogram"):
             from converter.graph_ops import op_histogram
@@ -162,16 +168,16 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
             failures += [parity] if not parity.ok else []
         bundle = None
         if options.export is not None:
-            from converter.export.tfjs import bundle_size, saved_model_to_graph_model
+            from converter.export import write_tfjs_bundle
             from converter.graph_ops import tfjs_op_histogram
 
             with timer.stage("export_tfjs"):
-                passes = saved_model_to_graph_model(tmp / "saved_model", tmp / "tfjs", options.export)
+                written = write_tfjs_bundle(model, tmp / "tfjs", options.export)
             bundle = Path(out) / "tfjs"
             report["tfjs"] = {
-                "bytes": bundle_size(tmp / "tfjs"),
+                "bytes": written["bytes"],
                 "quantize": options.export.quantize,
-                "passes": passes,
+                "passes": written["passes"],
                 "op_histogram": tfjs_op_histogram(tmp / "tfjs"),
             }
             if options.verify:

@@ -10,8 +10,14 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
+import { createRequire } from 'node:module';
+
+// require() (not import) so that NODE_PATH works: this file is also copied into
+// exported bundles, which find @tensorflow/tfjs in their own node_modules or
+// through NODE_PATH.
+const require = createRequire(import.meta.url);
+const tf = require('@tensorflow/tfjs');
+require('@tensorflow/tfjs-backend-wasm');
 
 export { tf };
 
@@ -37,7 +43,7 @@ function readJson(file) {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new BundleError(`Cannot read '${file}': ${e.code === 'ENOENT' ? 'file not found' : e.message}`);
+    throw new BundleError(`Cannot read '${file}' (${e.code === 'ENOENT' ? 'file not found' : e.message})`);
   }
   try {
     return JSON.parse(text);

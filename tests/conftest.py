@@ -40,3 +40,30 @@ def tiny_converted(tiny_onnx, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("converted") / "tiny"
     return convert(tiny_onnx, out)
+
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def effnet(tmp_path_factory):
+    """The real ImageNet EfficientNet-Lite0 converted from PyTorch by the demo's path (once per run)."""
+    from converter.demo import run
+
+    return run(tmp_path_factory.mktemp("effnet") / "efficientnet-lite0")
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> dict:
+    """scikit-image's bundled photos written as PNG and JPEG files."""
+    import skimage.data
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    files = {}
+    for name in ("chelsea", "coffee"):
+        img = Image.fromarray(getattr(skimage.data, name)())
+        img.save(folder / f"{name}.png")
+        img.save(folder / f"{name}.jpg", quality=92)
+        files[name] = (folder / f"{name}.png", folder / f"{name}.jpg")
+    return files

@@ -8,10 +8,8 @@ CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, E
 
 
 @pytest.mark.slow
-def test_efficientnet_lite0_classifies_the_cat_alike_in_torch_tensorflow_and_tfjs(tmp_path):
-    from converter.demo import run
-
-    d = run(tmp_path / "effnet")
+def test_efficientnet_lite0_classifies_the_cat_alike_in_torch_tensorflow_and_tfjs(effnet):
+    d = effnet
     top5 = d["top5"]
     assert set(top5) == {"torch", "tensorflow", "tfjs-wasm"}
     top1 = {runtime: top[0] for runtime, top in top5.items()}

@@ -10,6 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def write_tfjs_bundle(model, bundle_dir, options) -> dict:
+    """Write the graph model, metadata.json and the Node.js/browser files into ``bundle_dir``.
+
+    Returns:
+        ``{"bytes", "passes", "metadata"}``: model size, TF.js passes applied, the metadata.
+    """
+    from converter.export.bundle import metadata, write_bundle_files
+    from converter.export.tfjs import bundle_size, saved_model_to_graph_model
+    from converter.runtimes.tensorflow import run_saved_model
+    from converter.samples import random_samples
+
+    passes = saved_model_to_graph_model(model.saved_model, bundle_dir, options)
+    (outputs,) = run_saved_model(model.saved_model, random_samples(model.inputs, 1, seed=1))
+    meta = metadata(model, outputs, options.quantize)
+    write_bundle_files(Path(bundle_dir), meta)
+    return {"bytes": bundle_size(bundle_dir), "passes": passes, "metadata": meta}
+
+
 def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify: bool = True) -> dict:
     """Write the TF.js graph model of ``model_dir`` into ``bundle_dir`` (atomically).
 
@@ -27,7 +45,7 @@ def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify:
     """
     from converter.atomic import atomic_output_dir, check_writable
     from converter.errors import ParityError
-    from converter.export.tfjs import ExportOptions, bundle_size, saved_model_to_graph_model
+    from converter.export.tfjs import ExportOptions
     from converter.model import ConvertedModel
     from converter.parity_run import tensorflow_vs_tfjs
     from converter.verify import TOLERANCES
@@ -37,8 +55,7 @@ def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify:
     model = ConvertedModel.load(model_dir)
     result = {"bytes": None, "parity": None}
     with atomic_output_dir(bundle_dir, overwrite) as tmp:
-        saved_model_to_graph_model(model.saved_model, tmp, options)
-        result["bytes"] = bundle_size(tmp)
+        result["bytes"] = write_tfjs_bundle(model, tmp, options)["bytes"]
         if verify:
             parity = tensorflow_vs_tfjs(model, tmp, tolerance=TOLERANCES[options.quantize or "float32"])
             result["parity"] = parity.to_dict()

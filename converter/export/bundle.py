@@ -1,0 +1,112 @@
+"""Everything beside ``model.json`` that makes a TF.js bundle usable on its own.
+
+A bundle folder holds::
+
+    model.json, group1-shard*.bin   the TF.js graph model
+    metadata.json                   labels, inputs (layout, preprocessing), outputs (meaning), provenance
+    predict.mjs, runtime.mjs        Node.js: `node predict.mjs cat.jpg` prints the top-k labels
+    preprocess.mjs                  preprocessing shared by Node.js and the browser
+    index.html, classify.mjs        a page that classifies a picked image, offline
+    vendor/                         TF.js and its wasm backend for the page (no CDN)
+    package.json                    the Node.js dependencies of predict.mjs, pinned
+
+Example:
+    >>> write_bundle_files(Path("out/tfjs"), model, quantize=None)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from converter.runtimes.tfjs_node import js_dir
+
+TEMPLATES = Path(__file__).parent / "templates"
+_VENDOR = {
+    "@tensorflow/tfjs/dist/tf.es2017.min.js": "tf.es2017.min.js",
+    "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.es2017.min.js": "tf-backend-wasm.es2017.min.js",
+    "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm": "tfjs-backend-wasm.wasm",
+    "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm": "tfjs-backend-wasm-simd.wasm",
+    "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm": "tfjs-backend-wasm-threaded-simd.wasm",
+}
+_NODE_DEPS = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "jpeg-js", "pngjs")
+# TF.js tensors are float32, int32 or bool: wider and narrower types arrive as these.
+TFJS_DTYPE = {"float64": "float32", "float16": "float32", "int64": "int32", "int16": "int32", "int8": "int32", "uint8": "int32"}
+
+
+def output_meaning(values: np.ndarray) -> str:
+    """``"probabilities"`` (rows in [0, 1] summing to 1), ``"logits"`` (other classifier rows) or ``"values"``."""
+    if values.ndim == 2 and values.shape[-1] > 1 and values.dtype.kind == "f":
+        if values.min() >= 0 and values.max() <= 1 and np.allclose(values.sum(-1), 1, atol=1e-3):
+            return "probabilities"
+        return "logits"
+    return "values"
+
+
+def _input_entry(t) -> dict:
+    entry = {"name": t.name, "shape": t.shape, "dtype": TFJS_DTYPE.get(t.dtype, t.dtype), "layout": t.layout}
+    if entry["dtype"] != t.dtype:
+        entry["source_dtype"] = t.dtype
+    if t.value_range:
+        entry["value_range"] = list(t.value_range)
+    return entry
+
+
+def metadata(model, outputs_sample: dict, quantize: str | None, baked: bool = False) -> dict:
+    """The bundle's ``metadata.json`` (Teachable Machine's names where they overlap)."""
+    import tensorflowjs
+
+    from converter.model import Preprocessing
+
+    inputs = []
+    for t in model.inputs:
+        entry = _input_entry(t)
+        if t.layout and len(t.shape) == 4:
+            p = model.preprocessing or Preprocessing()
+            entry["preprocessing"] = {"baked": True} if baked else {
+                "size": list(p.size) if p.size else _spatial(t), "scale": p.scale,
+                "mean": list(p.mean), "std": list(p.std), "channel_order": p.channel_order,
+                "origin": "given" if model.preprocessing else "default: pixels scaled to [0, 1]",
+            }
+        inputs.append(entry)
+    outputs = [{**_input_entry(t), "meaning": output_meaning(np.asarray(outputs_sample[t.name]))} for t in model.outputs]
+    image = next((i for i in inputs if i.get("preprocessing")), None)
+    size = image["preprocessing"].get("size") if image and not baked else None
+    return {
+        "modelName": model.source.get("name") or Path(str(model.source.get("path", "model"))).stem,
+        "labels": model.labels,
+        "imageSize": size[0] if size and size[0] == size[1] else size,
+        "tfjsVersion": tensorflowjs.__version__,
+        "timeStamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "packageName": "transferjs",
+        "inputs": inputs,
+        "outputs": outputs,
+        "quantization": quantize,
+        "source": {k: v for k, v in model.source.items() if k in ("format", "path", "sha256", "file_kind")},
+    }
+
+
+def _spatial(t) -> list | None:
+    dims = t.shape[1:3] if t.layout == "NHWC" else t.shape[2:4]
+    return list(dims) if all(isinstance(d, int) for d in dims) else None
+
+
+def write_bundle_files(bundle_dir: Path, meta: dict) -> None:
+    """Write metadata.json, the Node.js and browser files, and vendor/ into ``bundle_dir``."""
+    bundle_dir = Path(bundle_dir)
+    (bundle_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    for name in ("predict.mjs", "preprocess.mjs", "index.html", "classify.mjs"):
+        shutil.copyfile(TEMPLATES / name, bundle_dir / name)
+    shutil.copyfile(js_dir() / "runtime.mjs", bundle_dir / "runtime.mjs")
+    vendor = bundle_dir / "vendor"
+    vendor.mkdir(exist_ok=True)
+    modules = js_dir() / "node_modules"
+    for src, dst in _VENDOR.items():
+        shutil.copyfile(modules / src, vendor / dst)
+    versions = {dep: json.loads((modules / dep / "package.json").read_text())["version"] for dep in _NODE_DEPS}
+    package = {"name": "transferjs-bundle", "private": True, "type": "module", "dependencies": versions}
+    (bundle_dir / "package.json").write_text(json.dumps(package, indent=2) + "\n")

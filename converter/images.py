@@ -1,0 +1,62 @@
+"""Read image files and preprocess them exactly as the exported bundle does in JavaScript.
+
+Pixels: EXIF orientation applied, grayscale/16-bit/palette converted to 8-bit RGB,
+transparency composited onto white (``predict.mjs`` and ``index.html`` do the same).
+Resizing: bilinear with half-pixel centers and no antialiasing — ``tf.image.resize``
+here, ``tf.image.resizeBilinear(x, size, false, true)`` in TF.js — so Python and
+JavaScript feed the model the same numbers.
+
+Example:
+    >>> pixels = load_rgb("cat.jpg")          # uint8 (H, W, 3)
+    >>> x = preprocess([pixels], Preprocessing(size=(224, 224)), "NHWC")
+    >>> x.shape
+    (1, 224, 224, 3)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from converter.errors import InputError
+
+
+def load_rgb(path) -> np.ndarray:
+    """Decode an image file into uint8 RGB (H, W, 3).
+
+    Raises:
+        InputError: the file is missing or not a readable image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(img, dtype=np.float64)
+                img = Image.fromarray((a / max(a.max(), 1) * 255).astype(np.uint8))
+            img = img.convert("RGBA")
+            white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+            return np.asarray(Image.alpha_composite(white, img).convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"Cannot read image '{path}': {e}") from None
+
+
+def preprocess(images: list[np.ndarray], p, layout: str = "NHWC") -> np.ndarray:
+    """Resize, scale and normalize uint8 RGB images into one float32 batch.
+
+    Args:
+        images: uint8 (H, W, 3) arrays, any sizes.
+        p: a ``Preprocessing`` with ``size`` set.
+        layout: ``"NHWC"`` or ``"NCHW"`` (the model input's layout).
+    """
+    import tensorflow as tf
+
+    batch = []
+    for img in images:
+        x = tf.image.resize(tf.convert_to_tensor(img, tf.float32), p.size, method="bilinear", antialias=False)
+        batch.append((x * p.scale - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32))
+    x = np.stack([b.numpy() for b in batch]).astype(np.float32)
+    return x.transpose(0, 3, 1, 2).copy() if layout == "NCHW" else x

@@ -1,0 +1,65 @@
+"""Run a bundle's own apps as a user would: ``predict.mjs`` in Node.js, ``index.html`` in Chromium.
+
+Example:
+    >>> predict_with_node("out/tfjs", ["cat.jpg"])[0]["top"][0]["label"]
+    'tabby'
+    >>> classify_in_browser("out/tfjs", "cat.jpg", "page.png")["top"][0]["index"]
+    281
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from converter.runtimes.tfjs_node import NodeRuntimeError, js_dir, node_executable
+
+
+def _node_env() -> dict:
+    # predict.mjs loads its packages with require(), which honours NODE_PATH:
+    # the bundle needs no node_modules of its own when run from here.
+    return {**os.environ, "NODE_PATH": str(js_dir() / "node_modules")}
+
+
+def predict_with_node(bundle_dir, images, top: int = 5, backend: str = "wasm") -> list[dict]:
+    """Run ``node BUNDLE/predict.mjs IMAGES --json``; return one ``{image, top}`` per image.
+
+    Raises:
+        NodeRuntimeError: predict.mjs failed (its message is included).
+    """
+    node = node_executable()
+    cmd = [node, str(Path(bundle_dir) / "predict.mjs"), *map(str, images), "--top", str(top), "--backend", backend, "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_node_env(), timeout=600)
+    if proc.returncode != 0:
+        raise NodeRuntimeError(f"predict.mjs failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout)["results"]
+
+
+def chromium_executable() -> str:
+    """Debian's Chromium (or $CHROMIUM); a clear error when it is missing."""
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        raise NodeRuntimeError("Chromium is not installed: `apt-get install chromium` (make test does this)")
+    return path
+
+
+def classify_in_browser(bundle_dir, image, screenshot) -> dict:
+    """Open ``BUNDLE/index.html`` in headless Chromium, pick ``image``, return the page's top-5.
+
+    Raises:
+        NodeRuntimeError: the page failed to load the model or to classify.
+    """
+    node = node_executable()
+    env = {**_node_env(), "CHROMIUM": chromium_executable()}
+    cmd = [node, str(js_dir() / "browser_check.mjs"), str(bundle_dir), str(image), str(screenshot)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise NodeRuntimeError(f"browser_check.mjs failed: {proc.stderr.strip()[-2000:]}") from None
+    if "error" in result:
+        raise NodeRuntimeError(f"The page failed in Chromium: {result['error']} {result.get('pageErrors', '')}")
+    return result

@@ -1,0 +1,105 @@
+"""The exported bundle as a JavaScript developer uses it: predict.mjs in Node.js, index.html in Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import ARTIFACTS, run_cli
+
+
+def _python_top1(effnet, image_file) -> tuple[int, float]:
+    """The Python side: same decoding and preprocessing, the SavedModel, softmax."""
+    from converter.demo import PREPROCESSING
+    from converter.images import load_rgb, preprocess
+    from converter.runtimes.tensorflow import run_saved_model
+
+    model = effnet["result"].model
+    (inp,), (out,) = model.inputs, model.outputs
+    x = preprocess([load_rgb(image_file)], PREPROCESSING, inp.layout)
+    logits = run_saved_model(model.saved_model, [{inp.name: x}])[0][out.name][0]
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return int(p.argmax()), float(p.max())
+
+
+def test_bundle_holds_metadata_and_apps(effnet):
+    bundle = effnet["result"].bundle
+    for name in ("model.json", "metadata.json", "predict.mjs", "runtime.mjs", "preprocess.mjs", "index.html",
+                 "classify.mjs", "package.json", "vendor/tf.es2017.min.js", "vendor/tfjs-backend-wasm-simd.wasm"):
+        assert (bundle / name).is_file(), name
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["tfjsVersion"] == "4.22.0" and meta["imageSize"] == 224 and meta["labels"] is None
+    assert {"modelName", "timeStamp"} <= set(meta)
+    (inp,) = meta["inputs"]
+    assert inp["layout"] == "NHWC" and inp["dtype"] == "float32"
+    assert inp["preprocessing"] == {"size": [224, 224], "scale": 1 / 255, "mean": [0.5] * 3, "std": [0.5] * 3,
+                                    "channel_order": "RGB", "origin": "given"}
+    assert meta["outputs"][0]["meaning"] == "logits"
+    package = json.loads((bundle / "package.json").read_text())
+    assert package["dependencies"]["@tensorflow/tfjs"] == "4.22.0"
+    assert "http" not in (bundle / "index.html").read_text().replace("http-equiv", "")  # no CDN
+
+
+@pytest.mark.slow
+def test_predict_mjs_in_node_agrees_with_python(effnet, photos):
+    from converter.runtimes.bundle_apps import predict_with_node
+
+    files = [photos["chelsea"][0], photos["chelsea"][1], photos["coffee"][1]]
+    results = predict_with_node(effnet["result"].bundle, files, top=3)
+    for r, f in zip(results, files):
+        index, p = _python_top1(effnet, f)
+        top = r["top"][0]
+        assert int(top["label"]) == top["index"] == index, (f, r)
+        # PNG decodes to the same bytes everywhere; JPEG decoders (jpeg-js, libjpeg-turbo)
+        # differ in chroma upsampling, which moves the probability by about half a percent.
+        assert abs(top["probability"] - p) < (2e-3 if f.suffix == ".png" else 2e-2), (f, top, p)
+    assert results[0]["top"][0]["index"] in range(281, 286)  # the cat
+    assert results[2]["top"][0]["index"] == 967  # espresso
+
+
+@pytest.mark.slow
+def test_index_html_in_chromium_shows_the_same_top_label(effnet, photos):
+    from converter.runtimes.bundle_apps import classify_in_browser
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "index-html-chelsea.png"
+    page = classify_in_browser(effnet["result"].bundle, photos["chelsea"][0], shot)
+    index, p = _python_top1(effnet, photos["chelsea"][0])
+    assert page["backend"] == "wasm"
+    assert page["top"][0]["index"] == index
+    assert abs(page["top"][0]["probability"] - p) < 2e-3  # the page rounds to 0.1 %
+    assert shot.stat().st_size > 10_000
+
+
+def test_cli_predict(effnet, photos):
+    proc = run_cli("predict", effnet["result"].bundle, photos["coffee"][0], "--top", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split()[0] == "967"
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("no_model_json", "model.json' (file not found)"),
+    ("corrupt_model_json", "is not valid JSON"),
+    ("missing_shard", "is missing"),
+    ("short_shard", "expects"),
+])
+def test_damaged_bundle_gives_an_error_naming_the_file(tiny_converted, tmp_path, damage, needle):
+    out = tmp_path / "model"
+    shutil.copytree(tiny_converted.model.directory, out)
+    bundle = out / "tfjs"
+    shard = bundle / "group1-shard1of1.bin"
+    if damage == "no_model_json":
+        (bundle / "model.json").unlink()
+    elif damage == "corrupt_model_json":
+        (bundle / "model.json").write_text('{"modelTopology": ')
+    elif damage == "missing_shard":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:-8])
+    proc = run_cli("verify", bundle)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert needle in proc.stderr and str(bundle) in proc.stderr and "Traceback" not in proc.stderr
