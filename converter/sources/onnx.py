@@ -116,9 +116,11 @@ def check_supported_ops(model) -> None:
     Raises:
         UnsupportedOpsError: op type -> the nodes where it occurs.
     """
-    import onnx2tf.ops  # only the package folder; no TensorFlow import
+    import importlib.util
 
-    known = {p.stem for p in Path(onnx2tf.ops.__file__).parent.glob("*.py")}
+    # Find onnx2tf's op modules without importing it: its import loads TensorFlow (~5 s).
+    package = Path(importlib.util.find_spec("onnx2tf").submodule_search_locations[0])
+    known = {p.stem for p in (package / "ops").glob("*.py")}
     missing: dict[str, list[str]] = {}
     for node in _all_nodes(model.graph):
         domain = node.domain or "ai.onnx"
@@ -189,8 +191,10 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
         "output_folder_path": str(out),
         "not_use_onnxsim": True,  # fold_constants already ran
         "verbosity": "info" if verbose else "error",
-        # Default save mode: signature keys are the ONNX input/output names
-        # (``output_signaturedefs`` would rename outputs to output_0, …).
+        # The ExportArchive save path: about 3x faster than onnx2tf's default
+        # tf.saved_model.save of a Keras model (28 s -> 9 s on EfficientNet-Lite0).
+        # Outputs come out as output_0, output_1, … in graph order; see rename_signature.
+        "output_signaturedefs": True,
     }
     if keep_layout:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [i["name"] for i in graph_inputs(model)]
@@ -355,7 +359,11 @@ class OnnxSource(SourceModel):
 
         model, self.details["onnx_passes"] = run_passes(model)
         self.converted_onnx, self.converted_names = model, mapping
-        saved = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose)
+        raw = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose)
+        from converter.graph.signature import rename_signature
+
+        outputs = {f"output_{i}": mapping[name] for i, name in enumerate(self.output_names)}
+        saved = rename_signature(raw, Path(workdir) / "renamed", outputs)
         return saved, {v: k for k, v in mapping.items()}
 
 

@@ -1,0 +1,1 @@
+"""Passes on the common TensorFlow graph (SavedModel level)."""
