@@ -38,6 +38,7 @@ EPILOG = {
     "export": """\
         example:
           transferjs export out/ -o bundle-uint8/ --quantize uint8
+          transferjs export out/ -o bundle-raw/ --bake-preprocessing   # JS passes raw pixels, any size
         """,
     "predict": """\
         example:
@@ -107,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--out", required=True, help="bundle folder")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     e.add_argument("--no-verify", action="store_true", help="skip running the bundle in TF.js")
+    e.add_argument("--bake-preprocessing", action="store_true", help="the graph resizes and normalizes: pass raw 0-255 pixels of any size")
+    e.add_argument("--sample", metavar="FILE.npz", help="real inputs to compare on too")
     _export_args(e)
 
     pr = sub.add_parser("predict", help="classify images with a TF.js bundle in Node.js (its predict.mjs)",
@@ -219,11 +222,17 @@ def summary(report: dict, out) -> str:
 def cmd_export(args) -> int:
     from converter.export import export
 
-    result = export(args.model_dir, args.out, _export_options(args), overwrite=args.overwrite, verify=not args.no_verify)
-    print(f"Wrote {args.out} ({result['bytes'] / 1e6:.2f} MB)")
+    result = export(args.model_dir, args.out, _export_options(args), overwrite=args.overwrite, verify=not args.no_verify,
+                    bake_preprocessing=args.bake_preprocessing, sample_file=args.sample)
+    ratio = result["bytes"] / result["float32_bytes"]
+    print(f"Wrote {args.out}: {result['bytes'] / 1e6:.2f} MB, weights {result['quantize'] or 'float32'} "
+          f"({ratio:.2f} x float32)")
     if result["parity"]:
-        for name, o in result["parity"]["outputs"].items():
-            print(f"  parity tensorflow -> {result['parity']['candidate']}: {name} max abs {o['max_abs']:.2g}")
+        p = result["parity"]
+        for name, o in p["outputs"].items():
+            top1 = f", top-1 agreement {o['top1_agreement']:.0%}" if o.get("top1_agreement") is not None else ""
+            print(f"  parity tensorflow float32 -> {p['candidate']}: {name} max abs {o['max_abs']:.2g}{top1} "
+                  f"on {p['samples']} sample(s)")
     return 0
 
 

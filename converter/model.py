@@ -69,6 +69,7 @@ class Preprocessing:
     mean: tuple = (0.0, 0.0, 0.0)
     std: tuple = (1.0, 1.0, 1.0)
     channel_order: str = "RGB"
+    baked: bool = False  # True: the graph does all of this itself (raw pixels in)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Preprocessing | None":

@@ -57,11 +57,16 @@ def source_vs_tfjs(source, model, bundle_dir, samples, ref, options) -> ParityRe
     from converter.pipeline import RUNTIME_OF
     from converter.runtimes.tfjs_node import run_bundle
 
+    from converter.verify import TOLERANCES
+
     run = run_bundle(bundle_dir, to_converted_inputs(model, samples), backend=options.backend)
-    return compare(RUNTIME_OF[source.format], ref, f"tfjs-{run.backend}", to_source_outputs(model, run.samples), options.tolerance)
+    quantize = options.export.quantize if options.export else None
+    tolerance = TOLERANCES[quantize] if quantize else options.tolerance  # quantized weights: that mode's bound
+    return compare(RUNTIME_OF[source.format], ref, f"tfjs-{run.backend}", to_source_outputs(model, run.samples), tolerance)
 
 
-def tensorflow_vs_tfjs(model, bundle_dir, samples: int = 3, seed: int = 0, tolerance=None, backend: str = "wasm") -> ParityReport:
+def tensorflow_vs_tfjs(model, bundle_dir, samples: int = 3, seed: int = 0, tolerance=None, backend: str = "wasm",
+                       sample_file=None) -> ParityReport:
     """Run the SavedModel and the TF.js bundle on the same seeded samples; compare.
 
     Example:
@@ -72,6 +77,8 @@ def tensorflow_vs_tfjs(model, bundle_dir, samples: int = 3, seed: int = 0, toler
     from converter.verify import TOLERANCES
 
     inputs = random_samples(model.inputs, samples, seed)
+    if sample_file:
+        inputs.append(load_npz_sample(sample_file, model.inputs))
     ref = run_saved_model(model.saved_model, inputs)
     run = run_bundle(bundle_dir, inputs, backend=backend)
     return compare("tensorflow", ref, f"tfjs-{run.backend}", run.samples, tolerance or TOLERANCES["float32"])

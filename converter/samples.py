@@ -24,8 +24,8 @@ DYNAMIC_DIM = 16
 def random_samples(inputs, n: int = 3, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Return ``n`` seeded random samples, each value inside its input's valid range.
 
-    Float inputs: uniform in [-1, 1] for images (a normalised picture's range), else
-    standard normal. Integer inputs: uniform in ``value_range`` (token ids inside the
+    Float inputs: uniform in ``value_range`` when set (raw pixels: [0, 255]), else in
+    [-1, 1] for images (a normalised picture's range), else standard normal. Integer inputs: uniform in ``value_range`` (token ids inside the
     vocabulary), default [0, 2). Dynamic dims: ``DYNAMIC_BATCH`` for the first, else
     ``DYNAMIC_DIM``.
     """
@@ -37,7 +37,9 @@ def random_samples(inputs, n: int = 3, seed: int = 0) -> list[dict[str, np.ndarr
             shape = [d if d is not None else (DYNAMIC_BATCH if i == 0 else DYNAMIC_DIM) for i, d in enumerate(spec.shape)]
             dtype = np.dtype(spec.dtype)
             if dtype.kind == "f":
-                if spec.layout:
+                if spec.value_range:
+                    value = rng.uniform(*spec.value_range, shape)
+                elif spec.layout:
                     value = rng.uniform(-1.0, 1.0, shape)
                 else:
                     value = rng.standard_normal(shape)

@@ -103,3 +103,37 @@ def test_damaged_bundle_gives_an_error_naming_the_file(tiny_converted, tmp_path,
     proc = run_cli("verify", bundle)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert needle in proc.stderr and str(bundle) in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_uint8_bundle_is_a_quarter_of_float32_and_keeps_the_top_label_on_a_photo(effnet, photos, tmp_path):
+    from converter.demo import PREPROCESSING
+    from converter.images import load_rgb, preprocess
+
+    x = preprocess([load_rgb(photos["chelsea"][0]), load_rgb(photos["coffee"][0])], PREPROCESSING, "NHWC")
+    np.savez(tmp_path / "photos.npz", image=x)
+    proc = run_cli("export", effnet["result"].model.directory, "-o", tmp_path / "b8", "--quantize", "uint8",
+                   "--sample", tmp_path / "photos.npz")
+    assert proc.returncode == 0, proc.stderr
+    ratio = float(proc.stdout.split("(")[1].split(" x float32")[0])
+    assert ratio <= 0.27, proc.stdout
+    assert "top-1 agreement 100% on 4 sample(s)" in proc.stdout  # 3 random + the 2-photo batch file
+    meta = json.loads((tmp_path / "b8" / "metadata.json").read_text())
+    assert meta["quantization"] == "uint8"
+
+
+@pytest.mark.slow
+def test_baked_preprocessing_takes_raw_pixels_of_any_size(effnet, photos, tmp_path):
+    from converter.runtimes.bundle_apps import predict_with_node
+
+    proc = run_cli("export", effnet["result"].model.directory, "-o", tmp_path / "baked", "--bake-preprocessing")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "baked" / "metadata.json").read_text())
+    assert meta["inputs"][0]["shape"] == [None, None, None, 3]
+    assert meta["inputs"][0]["preprocessing"] == {"baked": True, "size": [224, 224]}
+    files = [photos["chelsea"][0], photos["coffee"][0]]
+    baked = predict_with_node(tmp_path / "baked", files, top=1)
+    plain = predict_with_node(effnet["result"].bundle, files, top=1)
+    for b, p in zip(baked, plain):
+        assert b["top"][0]["index"] == p["top"][0]["index"]
+        assert abs(b["top"][0]["probability"] - p["top"][0]["probability"]) < 1e-3

@@ -28,7 +28,8 @@ def write_tfjs_bundle(model, bundle_dir, options) -> dict:
     return {"bytes": bundle_size(bundle_dir), "passes": passes, "metadata": meta}
 
 
-def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify: bool = True) -> dict:
+def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify: bool = True,
+           bake_preprocessing: bool = False, sample_file=None) -> dict:
     """Write the TF.js graph model of ``model_dir`` into ``bundle_dir`` (atomically).
 
     Args:
@@ -36,15 +37,21 @@ def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify:
         bundle_dir: the bundle folder to write.
         options: ``ExportOptions`` (quantization, shard size, signature).
         verify: run the bundle in TF.js (Node.js, wasm) against the SavedModel.
+        bake_preprocessing: the graph takes raw 0-255 pixels of any size (resize and
+            normalization inside), so a JavaScript caller passes decoded images as they are.
+        sample_file: a ``.npz`` of real inputs, compared too (e.g. real photos for a quantized bundle).
 
     Returns:
-        ``{"bytes": …, "parity": ParityReport dict or None}``.
+        ``{"bytes", "float32_bytes", "quantize", "parity"}``: sizes and the ParityReport dict.
 
     Raises:
         ParityError: TF.js differs from TensorFlow beyond the tolerance of the mode.
     """
+    import tempfile
+
     from converter.atomic import atomic_output_dir, check_writable
     from converter.errors import ParityError
+    from converter.export.bundle import float32_bytes
     from converter.export.tfjs import ExportOptions
     from converter.model import ConvertedModel
     from converter.parity_run import tensorflow_vs_tfjs
@@ -53,11 +60,17 @@ def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify:
     options = options or ExportOptions()
     check_writable(bundle_dir, overwrite)
     model = ConvertedModel.load(model_dir)
-    result = {"bytes": None, "parity": None}
-    with atomic_output_dir(bundle_dir, overwrite) as tmp:
+    result = {"bytes": None, "float32_bytes": None, "quantize": options.quantize, "parity": None}
+    with tempfile.TemporaryDirectory(prefix="transferjs-export-") as scratch, atomic_output_dir(bundle_dir, overwrite) as tmp:
+        if bake_preprocessing:
+            from converter.graph.preprocessing import bake_preprocessing as bake
+
+            model = bake(model, Path(scratch) / "baked")
         result["bytes"] = write_tfjs_bundle(model, tmp, options)["bytes"]
+        result["float32_bytes"] = float32_bytes(tmp)
         if verify:
-            parity = tensorflow_vs_tfjs(model, tmp, tolerance=TOLERANCES[options.quantize or "float32"])
+            # Quantized weights are compared with the float32 SavedModel, by that mode's tolerance.
+            parity = tensorflow_vs_tfjs(model, tmp, tolerance=TOLERANCES[options.quantize or "float32"], sample_file=sample_file)
             result["parity"] = parity.to_dict()
             if not parity.ok:
                 raise ParityError([parity])

@@ -56,7 +56,7 @@ def _input_entry(t) -> dict:
     return entry
 
 
-def metadata(model, outputs_sample: dict, quantize: str | None, baked: bool = False) -> dict:
+def metadata(model, outputs_sample: dict, quantize: str | None) -> dict:
     """The bundle's ``metadata.json`` (Teachable Machine's names where they overlap)."""
     import tensorflowjs
 
@@ -67,7 +67,7 @@ def metadata(model, outputs_sample: dict, quantize: str | None, baked: bool = Fa
         entry = _input_entry(t)
         if t.layout and len(t.shape) == 4:
             p = model.preprocessing or Preprocessing()
-            entry["preprocessing"] = {"baked": True} if baked else {
+            entry["preprocessing"] = {"baked": True, "size": list(p.size)} if p.baked else {
                 "size": list(p.size) if p.size else _spatial(t), "scale": p.scale,
                 "mean": list(p.mean), "std": list(p.std), "channel_order": p.channel_order,
                 "origin": "given" if model.preprocessing else "default: pixels scaled to [0, 1]",
@@ -75,7 +75,7 @@ def metadata(model, outputs_sample: dict, quantize: str | None, baked: bool = Fa
         inputs.append(entry)
     outputs = [{**_input_entry(t), "meaning": output_meaning(np.asarray(outputs_sample[t.name]))} for t in model.outputs]
     image = next((i for i in inputs if i.get("preprocessing")), None)
-    size = image["preprocessing"].get("size") if image and not baked else None
+    size = image["preprocessing"].get("size") if image else None
     return {
         "modelName": model.source.get("name") or Path(str(model.source.get("path", "model"))).stem,
         "labels": model.labels,
@@ -93,6 +93,12 @@ def metadata(model, outputs_sample: dict, quantize: str | None, baked: bool = Fa
 def _spatial(t) -> list | None:
     dims = t.shape[1:3] if t.layout == "NHWC" else t.shape[2:4]
     return list(dims) if all(isinstance(d, int) for d in dims) else None
+
+
+def float32_bytes(bundle_dir) -> int:
+    """What the bundle's weights take as float32: the base of the quantization ratio."""
+    manifest = json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
+    return sum(4 * int(np.prod(w["shape"])) for group in manifest for w in group["weights"])
 
 
 def write_bundle_files(bundle_dir: Path, meta: dict) -> None:
