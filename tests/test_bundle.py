@@ -106,7 +106,7 @@ def test_damaged_bundle_gives_an_error_naming_the_file(tiny_converted, tmp_path,
 
 
 @pytest.mark.slow
-def test_uint8_bundle_is_a_quarter_of_float32_and_keeps_the_top_label_on_a_photo(effnet, photos, tmp_path):
+def test_uint8_bundle_keeps_fragile_weights_in_float16_and_the_top_label_on_photos(effnet, photos, tmp_path):
     from converter.demo import PREPROCESSING
     from converter.images import load_rgb, preprocess
 
@@ -116,10 +116,14 @@ def test_uint8_bundle_is_a_quarter_of_float32_and_keeps_the_top_label_on_a_photo
                    "--sample", tmp_path / "photos.npz")
     assert proc.returncode == 0, proc.stderr
     ratio = float(proc.stdout.split("(")[1].split(" x float32")[0])
-    assert ratio <= 0.27, proc.stdout
+    # Per-tensor uint8 ruins depthwise and BN-folded kernels (top-1 kept on 26 % of real
+    # images); those stay float16, so the bundle lands between a uint8 and a float16 one.
+    assert 0.25 < ratio < 0.45, proc.stdout
     assert "top-1 agreement 100% on 4 sample(s)" in proc.stdout  # 3 random + the 2-photo batch file
     meta = json.loads((tmp_path / "b8" / "metadata.json").read_text())
-    assert meta["quantization"] == "uint8"
+    assert meta["quantization"]["mode"] == "uint8"
+    kinds = meta["quantization"]["weights"]
+    assert kinds["uint8"] > 0 and kinds["float16"] > 0
 
 
 @pytest.mark.slow
@@ -137,3 +141,16 @@ def test_baked_preprocessing_takes_raw_pixels_of_any_size(effnet, photos, tmp_pa
     for b, p in zip(baked, plain):
         assert b["top"][0]["index"] == p["top"][0]["index"]
         assert abs(b["top"][0]["probability"] - p["top"][0]["probability"]) < 1e-3
+
+
+def test_uint8_guard_keeps_depthwise_kernels_with_uneven_channels_in_float16():
+    from converter.export.quantization import split_uint8_safe
+
+    rng = np.random.default_rng(0)
+    even = rng.standard_normal((1, 1, 16, 32)).astype(np.float32)
+    depthwise = rng.standard_normal((3, 3, 16, 1)).astype(np.float32)
+    depthwise[:, :, :8] *= 1e-2  # after BN folding, channel scales differ by 100x
+    dead = even.copy()
+    dead[..., 0] = 0.0  # a dead channel is no reason to keep a tensor in float16
+    uint8, float16 = split_uint8_safe({"even": even, "depthwise": depthwise, "dead": dead})
+    assert uint8 == ["even", "dead"] and float16 == ["depthwise"]

@@ -23,7 +23,7 @@ def write_tfjs_bundle(model, bundle_dir, options) -> dict:
 
     passes = saved_model_to_graph_model(model.saved_model, bundle_dir, options)
     (outputs,) = run_saved_model(model.saved_model, random_samples(model.inputs, 1, seed=1))
-    meta = metadata(model, outputs, options.quantize)
+    meta = metadata(model, outputs, options.quantize, bundle_dir)
     write_bundle_files(Path(bundle_dir), meta)
     return {"bytes": bundle_size(bundle_dir), "passes": passes, "metadata": meta}
 

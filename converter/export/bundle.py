@@ -56,7 +56,17 @@ def _input_entry(t) -> dict:
     return entry
 
 
-def metadata(model, outputs_sample: dict, quantize: str | None) -> dict:
+def weight_dtypes(bundle_dir) -> dict[str, int]:
+    """How many weight tensors the bundle stores in each dtype (uint8, float16, float32, …)."""
+    manifest = json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
+    counts: dict[str, int] = {}
+    for w in (w for group in manifest for w in group["weights"]):
+        dtype = w.get("quantization", {}).get("dtype", w["dtype"])
+        counts[dtype] = counts.get(dtype, 0) + 1
+    return counts
+
+
+def metadata(model, outputs_sample: dict, quantize: str | None, bundle_dir=None) -> dict:
     """The bundle's ``metadata.json`` (Teachable Machine's names where they overlap)."""
     import tensorflowjs
 
@@ -85,7 +95,7 @@ def metadata(model, outputs_sample: dict, quantize: str | None) -> dict:
         "packageName": "transferjs",
         "inputs": inputs,
         "outputs": outputs,
-        "quantization": quantize,
+        "quantization": {"mode": quantize, "weights": weight_dtypes(bundle_dir)} if quantize and bundle_dir else quantize,
         "source": {k: v for k, v in model.source.items() if k in ("format", "path", "sha256", "file_kind")},
     }
 

@@ -53,6 +53,24 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
     """
     out_dir = Path(out_dir)
     qmap = {options.quantize: list(options.quantize_patterns)} if options.quantize else None
+    if options.quantize == "uint8" and tuple(options.quantize_patterns) == ("*",):
+        import tempfile
+
+        from converter.export.quantization import guarded_uint8_map
+
+        with tempfile.TemporaryDirectory(prefix="transferjs-f32-") as f32:
+            _tfjs_convert(saved_model_dir, f32, None, options)
+            qmap = guarded_uint8_map(f32)
+    _tfjs_convert(saved_model_dir, out_dir, qmap, options)
+    model_json = out_dir / "model.json"
+    if not model_json.is_file():
+        raise ConversionError(f"tensorflowjs wrote no model.json into '{out_dir}'")
+    from converter.export.tfjs_passes import apply_passes
+
+    return apply_passes(model_json)
+
+
+def _tfjs_convert(saved_model_dir, out_dir, qmap, options: ExportOptions) -> None:
     captured = io.StringIO()
     # tensorflow_decision_forests (imported by tensorflowjs) prints a banner, or
     # with stdout redirected imports IPython to show it as HTML; this switch stops both.
@@ -74,12 +92,6 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
         if ops:
             raise UnsupportedOpsError("TensorFlow.js 4.22", ops) from None
         raise ConversionError(f"tensorflowjs could not convert '{saved_model_dir}': {e}") from None
-    model_json = out_dir / "model.json"
-    if not model_json.is_file():
-        raise ConversionError(f"tensorflowjs wrote no model.json into '{out_dir}'")
-    from converter.export.tfjs_passes import apply_passes
-
-    return apply_passes(model_json)
 
 
 def _unsupported_ops(message: str) -> dict[str, list[str]]:

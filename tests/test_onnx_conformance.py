@@ -1,0 +1,98 @@
+"""ONNX backend node tests that convert correctly today must keep doing so.
+
+The full run (every node test, a table per op) is ``bench/onnx_conformance.py``;
+here a fixed list of cases covering common CNN and transformer ops goes through
+the same per-case function, in one worker process, and each must match the
+expected outputs of the ONNX test data.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One or two cases per op; all passed on onnx2tf 1.28.8 / TF 2.19 (see docs/onnx-conformance.md).
+# LayerNormalization is its expanded function body: the one-node cases also ask for the
+# optional Mean and InvStdDev outputs, which onnx2tf cannot produce.
+PASSING_CASES = [
+    "test_conv_with_strides_padding",  # Conv
+    "test_basic_conv_without_padding",  # Conv
+    "test_relu",  # Relu
+    "test_add_bcast",  # Add
+    "test_mul_bcast",  # Mul
+    "test_matmul_2d",  # MatMul
+    "test_matmul_4d",  # MatMul, attention-shaped
+    "test_gemm_all_attributes",  # Gemm
+    "test_softmax_axis_1",  # Softmax
+    "test_concat_3d_axis_1",  # Concat
+    "test_reshape_reordered_all_dims",  # Reshape
+    "test_transpose_all_permutations_2",  # Transpose
+    "test_maxpool_2d_pads",  # MaxPool
+    "test_averagepool_2d_strides",  # AveragePool
+    "test_globalaveragepool",  # GlobalAveragePool
+    "test_batchnorm_example",  # BatchNormalization
+    "test_sigmoid",  # Sigmoid
+    "test_tanh",  # Tanh
+    "test_gather_0",  # Gather
+    "test_layer_normalization_4d_axis_negative_1_expanded",  # LayerNormalization
+    "test_erf",  # Erf
+    "test_sqrt",  # Sqrt
+    "test_div_bcast",  # Div
+    "test_sub_bcast",  # Sub
+    "test_reduce_mean_keepdims_random",  # ReduceMean
+    "test_flatten_axis1",  # Flatten
+    "test_constant_pad",  # Pad
+]
+
+
+def _load_bench():
+    # bench/ is a folder of scripts, not a package: load the script by path.
+    spec = importlib.util.spec_from_file_location("onnx_conformance", ROOT / "bench" / "onnx_conformance.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict]:
+    """Every case of ``PASSING_CASES`` run once, in one worker process."""
+    return {r["case"]: r for r in bench.run_cases(PASSING_CASES, jobs=1)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", PASSING_CASES)
+def test_node_case_still_passes(results, case):
+    r = results[case]
+    assert r["status"] == "passed", f"{case} ({r['op']}): {r['status']} at {r['stage']}: {r['message']}\n{r.get('log_tail', '')}"
+
+
+def test_fixed_list_covers_the_common_ops():
+    ops = {bench.case_op(bench.node_test_root() / c)[0] for c in PASSING_CASES}
+    wanted = {"Conv", "Relu", "Add", "Mul", "MatMul", "Gemm", "Softmax", "Concat", "Reshape", "Transpose", "MaxPool",
+              "AveragePool", "GlobalAveragePool", "BatchNormalization", "Sigmoid", "Tanh", "Gather", "LayerNormalization",
+              "Erf", "Sqrt", "Div", "Sub", "ReduceMean", "Flatten", "Pad"}
+    assert wanted <= ops, sorted(wanted - ops)
+
+
+def test_compare_outputs_catches_wrong_values():
+    want = np.linspace(-1, 1, 24, dtype=np.float32).reshape(1, 2, 3, 4)
+    assert bench.compare_outputs({"y": want}, {"y": want + 5e-5}) == []
+    assert bench.compare_outputs({"y": want}, {"y": want + 1e-2}), "an error of 1e-2 must fail"
+    assert bench.compare_outputs({"y": want}, {}), "a missing output must fail"
+    assert bench.compare_outputs({"y": want}, {"y": want[:, :1]}), "a wrong shape must fail"
+
+
+def test_compare_outputs_moves_channels_last_back_and_is_exact_on_integers():
+    want = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    assert bench.compare_outputs({"y": want}, {"y": np.moveaxis(want, 1, -1)}) == []
+    ints = np.arange(2000, 2006, dtype=np.int64)
+    assert bench.compare_outputs({"i": ints}, {"i": ints.astype(np.int32)}) == []
+    assert bench.compare_outputs({"i": ints}, {"i": ints + 1}), "integers compare exactly"
