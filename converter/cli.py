@@ -215,6 +215,11 @@ def summary(report: dict, out) -> str:
                          f"({'ok' if o['within_tolerance'] else 'FAIL'}) {o.get('note', '')}".rstrip())
     if "tfjs" in report:
         lines.append(f"  TF.js bundle: {out}/tfjs ({report['tfjs']['bytes'] / 1e6:.2f} MB)")
+        layers = report["tfjs"].get("layers_model")
+        if layers and layers["written"]:
+            lines.append(f"  TF.js layers model (trainable with model.fit): {out}/tfjs/layers")
+        elif layers:
+            lines.append("  no TF.js layers model: " + layers["reason"].replace("\n", ";"))
     lines.append(f"  time: {sum(report['seconds'].values()):.1f} s; report: {out}/report.json")
     return "\n".join(lines)
 

@@ -43,17 +43,18 @@ class UnsupportedOpsError(TransferJSError):
     Args:
         where: which stage refused them (e.g. ``"onnx2tf"``, ``"TF.js wasm backend"``).
         ops: op type -> node names where it occurs.
+        kind: the words for what is listed (``("layer class", "layer")`` for Keras layers).
     """
 
     exit_code = 2
 
-    def __init__(self, where: str, ops: dict[str, list[str]]):
+    def __init__(self, where: str, ops: dict[str, list[str]], kind: tuple = ("op type", "node")):
         self.where = where
         self.ops = {op: sorted(set(nodes)) for op, nodes in sorted(ops.items())}
-        lines = [f"{len(self.ops)} op type(s) not supported by {where}:"]
+        lines = [f"{len(self.ops)} {kind[0]}(s) not supported by {where}:"]
         for op, nodes in self.ops.items():
             shown = ", ".join(nodes[:8]) + (f", … (+{len(nodes) - 8})" if len(nodes) > 8 else "")
-            lines.append(f"  {op}: {len(nodes)} node(s): {shown}")
+            lines.append(f"  {op}: {len(nodes)} {kind[1]}(s): {shown}")
         super().__init__("\n".join(lines))
 
 

@@ -82,3 +82,13 @@ def tensorflow_vs_tfjs(model, bundle_dir, samples: int = 3, seed: int = 0, toler
     ref = run_saved_model(model.saved_model, inputs)
     run = run_bundle(bundle_dir, inputs, backend=backend)
     return compare("tensorflow", ref, f"tfjs-{run.backend}", run.samples, tolerance or TOLERANCES["float32"])
+
+
+def layers_vs_source(source, layers_dir, samples, ref, options) -> ParityReport:
+    """Run a TF.js layers model in Node.js on the samples; compare with the Keras source."""
+    from converter.runtimes.tfjs_node import run_bundle
+
+    run = run_bundle(layers_dir, samples, backend=options.backend)
+    # A layers model names outputs after its output layers, as the Keras source does.
+    outs = [dict(zip(source.output_names, s.values())) for s in run.samples]
+    return compare("keras", ref, f"tfjs-layers-{run.backend}", outs, options.tolerance)

@@ -180,6 +180,9 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
                 "passes": written["passes"],
                 "op_histogram": tfjs_op_histogram(tmp / "tfjs"),
             }
+            if source.format == "keras":
+                with timer.stage("export_tfjs_layers"):
+                    report["tfjs"]["layers_model"] = _layers_model(source, tmp / "tfjs" / "layers", samples if options.verify else None, ref if options.verify else None, options)
             if options.verify:
                 from converter.parity_run import source_vs_tfjs
 
@@ -195,6 +198,30 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
             raise ParityError(failures)
     model.directory = Path(out)
     return ConversionResult(model, report, bundle)
+
+
+def _layers_model(source, folder: Path, samples, ref, options) -> dict:
+    """Also write a trainable TF.js layers model for a Keras source; check it in TF.js.
+
+    A model with layers TF.js lacks gets no layers model (the graph model still
+    works): the report lists those layers instead of failing the conversion.
+    """
+    from converter.errors import UnsupportedOpsError
+    from converter.export.layers import keras_to_layers_model, unsupported_layers
+    from converter.parity_run import layers_vs_source
+
+    missing = unsupported_layers(source.model)
+    if missing:
+        reason = UnsupportedOpsError("TF.js layers 4.22 (the graph model works)", missing, ("layer class", "layer"))
+        return {"written": False, "reason": str(reason)}
+    keras_to_layers_model(source.model, folder)
+    result = {"written": True, "path": "layers/model.json"}
+    if samples is not None:
+        parity = layers_vs_source(source, folder, samples, ref, options)
+        result["parity"] = parity.to_dict()
+        if not parity.ok:
+            raise ParityError([parity])
+    return result
 
 
 def _locate(source, samples, options, work: Path):

@@ -27,10 +27,11 @@ def _assert_verified(report, reference="keras"):
 def test_keras_applications_convert_with_parity(tmp_path, name, size):
     import keras
 
-    from fixtures.models import randomize_keras_weights
+    from fixtures.models import calibrate_keras_batchnorm, randomize_keras_weights
 
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=7)
     randomize_keras_weights(model)
+    calibrate_keras_batchnorm(model, np.random.default_rng(1).uniform(-1, 1, (8, size, size, 3)).astype("float32"))
     model.save(tmp_path / "m.keras")
     proc = run_cli("convert", tmp_path / "m.keras", "-o", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
@@ -39,6 +40,12 @@ def test_keras_applications_convert_with_parity(tmp_path, name, size):
     (inp,) = report["model"]["inputs"]
     assert inp["shape"] == [None, size, size, 3] and inp["layout"] == "NHWC"
     assert report["model"]["outputs"][0]["shape"] == [None, 7]
+    layers = report["tfjs"]["layers_model"]
+    if name == "EfficientNetB0":  # its Normalization layer has no TF.js layers class
+        assert not layers["written"] and "Normalization: 1 layer(s): normalization" in layers["reason"]
+        assert "no TF.js layers model" in proc.stdout
+    else:  # Keras 3 models load in TF.js layers (tensorflowjs alone writes a model.json TF.js refuses)
+        assert layers["written"] and layers["parity"]["ok"] and layers["parity"]["candidate"] == "tfjs-layers-wasm"
 
 
 def _keras2_cnn():
@@ -66,6 +73,8 @@ def test_keras2_hdf5_including_an_old_release_marker(tmp_path):
     report = _report(tmp_path / "out")
     _assert_verified(report)
     assert report["model"]["inputs"][0]["name"] == "pixels"
+    # Keras 2 weight names (batch_normalization_1/gamma…) must match in the TF.js layers model.
+    assert report["tfjs"]["layers_model"]["written"] and report["tfjs"]["layers_model"]["parity"]["ok"]
     x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
     from converter.runtimes.tensorflow import run_saved_model
 
@@ -111,3 +120,35 @@ def test_savedmodel_folder_source(tmp_path):
     report = _report(tmp_path / "out")
     assert report["source"]["format"] == "saved_model"
     _assert_verified(report, reference="tensorflow (source SavedModel)")
+
+
+def test_layers_model_trains_further_in_node(tmp_path):
+    """The JavaScript side of transfer learning: model.fit in Node.js on a Keras head."""
+    import base64
+    import subprocess
+
+    import keras
+
+    from converter.runtimes.tfjs_node import js_dir, node_executable
+
+    inp = keras.Input((16,), name="features")
+    x = keras.layers.Dropout(0.1)(inp)
+    head = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="probs")(x))
+    head.save(tmp_path / "head.keras")
+    proc = run_cli("convert", tmp_path / "head.keras", "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((3, 16)) * 3
+    labels = np.repeat(np.arange(3), 20)
+    feats = (centers[labels] + rng.standard_normal((60, 16))).astype(np.float32)
+    onehot = np.eye(3, dtype=np.float32)[labels]
+    enc = lambda a: {"dtype": "float32", "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
+    req = {"model": str(tmp_path / "out" / "tfjs" / "layers"), "x": enc(feats), "y": enc(onehot), "epochs": 30, "learningRate": 0.05}
+    (tmp_path / "req.json").write_text(json.dumps(req))
+    subprocess.run([node_executable(), str(js_dir() / "fit_layers.mjs"), str(tmp_path / "req.json"), str(tmp_path / "res.json")],
+                   check=True, timeout=300)
+    res = json.loads((tmp_path / "res.json").read_text())
+    assert "error" not in res, res
+    assert res["losses"][-1] < 0.5 * res["losses"][0]
+    pred = np.frombuffer(base64.b64decode(res["predictions"]["data"]), np.float32).reshape(60, 3)
+    assert (pred.argmax(1) == labels).mean() > 0.9

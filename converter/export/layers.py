@@ -1,0 +1,130 @@
+"""TF.js layers models (trainable in JavaScript) from Keras models.
+
+tensorflowjs 4.22 writes a Keras 3 model's topology in Keras 3's own format, which
+``@tensorflow/tfjs-layers`` 4.22 refuses ("An InputLayer should be passed either a
+`batchInputShape` or an `inputShape`"; tfjs issues 8328, 8358, 8494). The pass here
+rewrites the topology into the Keras 2 form TF.js reads: ``batch_input_shape``,
+dtype names instead of DTypePolicy objects, ``[[layer, node, tensor, kwargs]]``
+inbound nodes, and no Keras 3-only keys.
+
+Example:
+    >>> keras_to_layers_model(keras_model, Path("bundle/layers"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+# Keras 3 config keys TF.js layers do not know (they make its constructors throw).
+_KERAS3_ONLY = {"module", "registered_name", "build_config", "compile_config", "optional", "synchronized",
+                "lora_rank", "lora_alpha", "quantization_config"}
+
+
+def _plain(value):
+    """Drop Keras 3-only keys everywhere; a DTypePolicy object becomes its dtype name."""
+    if isinstance(value, dict):
+        if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return value["config"]["name"]
+        return {k: _plain(v) for k, v in value.items() if k not in _KERAS3_ONLY}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _history(arg) -> list:
+    """``__keras_tensor__`` args -> ``[[layer, node, tensor, {}], …]``."""
+    if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
+        layer, node, tensor = arg["config"]["keras_history"]
+        return [[layer, node, tensor, {}]]
+    if isinstance(arg, (list, tuple)):
+        return [h for a in arg for h in _history(a)]
+    return []
+
+
+def _inbound_nodes(nodes: list) -> list:
+    result = []
+    for node in nodes:
+        if isinstance(node, dict) and "args" in node:
+            result.append(_history(node["args"]))
+        else:
+            result.append(node)  # already Keras 2 style
+    return result
+
+
+def _io_layers(value) -> list:
+    # Keras 3 writes a single input as ["name", 0, 0]; TF.js wants [["name", 0, 0]].
+    if value and isinstance(value[0], str):
+        return [value]
+    return value
+
+
+def keras3_to_tfjs_topology(topology: dict) -> dict:
+    """Rewrite a tensorflowjs-written Keras 3 ``modelTopology`` into the form TF.js loads."""
+    config = topology["model_config"]
+    model = config["config"]
+    for layer in model["layers"]:
+        layer_config = layer["config"]
+        if layer["class_name"] == "InputLayer" and "batch_shape" in layer_config:
+            layer_config["batch_input_shape"] = layer_config.pop("batch_shape")
+        layer["inbound_nodes"] = _inbound_nodes(layer.get("inbound_nodes", []))
+    for key in ("input_layers", "output_layers"):
+        if key in model:
+            model[key] = _io_layers(model[key])
+    topology["model_config"] = _plain(config)
+    topology["keras_version"] = "tfjs-layers"
+    return topology
+
+
+# Keras 3 weight names that Keras 2 / TF.js layers name differently, per layer class.
+_WEIGHT_RENAMES = {"DepthwiseConv2D": {"kernel": "depthwise_kernel"}}
+
+
+def _rename_weights(model: dict) -> None:
+    classes = {layer["config"]["name"]: layer["class_name"] for layer in model["modelTopology"]["model_config"]["config"]["layers"]}
+    for group in model["weightsManifest"]:
+        for w in group["weights"]:
+            layer, _, var = w["name"].rpartition("/")
+            new = _WEIGHT_RENAMES.get(classes.get(layer, ""), {}).get(var)
+            if new:
+                w["name"] = f"{layer}/{new}"
+
+
+def keras_to_layers_model(keras_model, out_dir: Path) -> Path:
+    """Write ``keras_model`` as a TF.js layers model that ``tf.loadLayersModel`` accepts."""
+    out_dir = Path(out_dir)
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        import tensorflowjs
+
+        tensorflowjs.converters.save_keras_model(keras_model, str(out_dir))
+    model_json = out_dir / "model.json"
+    model = json.loads(model_json.read_text())
+    model["modelTopology"] = keras3_to_tfjs_topology(model["modelTopology"])
+    _rename_weights(model)
+    model_json.write_text(json.dumps(model))
+    return model_json
+
+
+def tfjs_layer_classes() -> set[str]:
+    """The layer classes the installed TF.js can deserialize (asked from TF.js itself)."""
+    import subprocess
+
+    from converter.runtimes.tfjs_node import js_dir, node_executable
+
+    proc = subprocess.run([node_executable(), str(js_dir() / "layer_classes.mjs")], capture_output=True, text=True, timeout=120)
+    return set(json.loads(proc.stdout)["classes"])
+
+
+def unsupported_layers(keras_model) -> dict[str, list[str]]:
+    """Layer class -> layer names, for every layer TF.js layers cannot load."""
+    known = tfjs_layer_classes()
+    missing: dict[str, list[str]] = {}
+    for layer in keras_model.layers:
+        cls = type(layer).__name__
+        if cls not in known:
+            missing.setdefault(cls, []).append(layer.name)
+    return missing
