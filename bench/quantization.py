@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     from converter.demo import PREPROCESSING, run
     from converter.export import write_tfjs_bundle
-    from converter.export.bundle import float32_bytes
+    from converter.export.bundle import float32_bytes, shard_bytes
     from converter.export.tfjs import ExportOptions
     from converter.images import preprocess
     from converter.logs import configure
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
             probs[mode] = softmax(np.concatenate([o[out.name] for o in outs]))
             ref = probs[None]
             rows.append({
-                "mode": mode or "float32", "bytes": size, "ratio": size / float32_bytes(bundle),
+                "mode": mode or "float32", "bytes": size, "ratio": shard_bytes(bundle) / float32_bytes(bundle),
                 "top1_agreement": float(np.mean(probs[mode].argmax(-1) == ref.argmax(-1))),
                 "max_prob_diff": float(np.abs(probs[mode] - ref).max()),
             })

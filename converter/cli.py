@@ -229,9 +229,9 @@ def cmd_export(args) -> int:
 
     result = export(args.model_dir, args.out, _export_options(args), overwrite=args.overwrite, verify=not args.no_verify,
                     bake_preprocessing=args.bake_preprocessing, sample_file=args.sample)
-    ratio = result["bytes"] / result["float32_bytes"]
+    ratio = result["weight_bytes"] / result["float32_bytes"]
     print(f"Wrote {args.out}: {result['bytes'] / 1e6:.2f} MB, weights {result['quantize'] or 'float32'} "
-          f"({ratio:.2f} x float32)")
+          f"({ratio:.2f} x float32 weights)")
     if result["parity"]:
         p = result["parity"]
         for name, o in p["outputs"].items():

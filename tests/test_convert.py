@@ -93,7 +93,8 @@ def test_cli_convert_prints_a_summary_and_checks_the_users_sample(tiny_onnx, tmp
 def test_cli_export_quantized_bundle_runs_in_tfjs(tiny_converted, tmp_path):
     proc = run_cli("export", tiny_converted.model.directory, "-o", tmp_path / "b16", "--quantize", "float16")
     assert proc.returncode == 0, proc.stderr
-    assert "parity tensorflow -> tfjs-wasm" in proc.stdout
+    assert "parity tensorflow float32 -> tfjs-wasm: logits" in proc.stdout
+    assert "weights float16 (0.50 x float32 weights)" in proc.stdout
     full = (tiny_converted.model.directory / "tfjs" / "group1-shard1of1.bin").stat().st_size
     half = (tmp_path / "b16" / "group1-shard1of1.bin").stat().st_size
     assert half < 0.6 * full

@@ -42,7 +42,8 @@ def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify:
         sample_file: a ``.npz`` of real inputs, compared too (e.g. real photos for a quantized bundle).
 
     Returns:
-        ``{"bytes", "float32_bytes", "quantize", "parity"}``: sizes and the ParityReport dict.
+        ``{"bytes", "weight_bytes", "float32_bytes", "quantize", "parity"}``: bundle, shards and
+        float32-equivalent sizes, and the ParityReport dict.
 
     Raises:
         ParityError: TF.js differs from TensorFlow beyond the tolerance of the mode.
@@ -51,7 +52,7 @@ def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify:
 
     from converter.atomic import atomic_output_dir, check_writable
     from converter.errors import ParityError
-    from converter.export.bundle import float32_bytes
+    from converter.export.bundle import float32_bytes, shard_bytes
     from converter.export.tfjs import ExportOptions
     from converter.model import ConvertedModel
     from converter.parity_run import tensorflow_vs_tfjs
@@ -60,14 +61,14 @@ def export(model_dir, bundle_dir, options=None, overwrite: bool = False, verify:
     options = options or ExportOptions()
     check_writable(bundle_dir, overwrite)
     model = ConvertedModel.load(model_dir)
-    result = {"bytes": None, "float32_bytes": None, "quantize": options.quantize, "parity": None}
+    result = {"bytes": None, "weight_bytes": None, "float32_bytes": None, "quantize": options.quantize, "parity": None}
     with tempfile.TemporaryDirectory(prefix="transferjs-export-") as scratch, atomic_output_dir(bundle_dir, overwrite) as tmp:
         if bake_preprocessing:
             from converter.graph.preprocessing import bake_preprocessing as bake
 
             model = bake(model, Path(scratch) / "baked")
         result["bytes"] = write_tfjs_bundle(model, tmp, options)["bytes"]
-        result["float32_bytes"] = float32_bytes(tmp)
+        result["weight_bytes"], result["float32_bytes"] = shard_bytes(tmp), float32_bytes(tmp)
         if verify:
             # Quantized weights are compared with the float32 SavedModel, by that mode's tolerance.
             parity = tensorflow_vs_tfjs(model, tmp, tolerance=TOLERANCES[options.quantize or "float32"], sample_file=sample_file)

@@ -105,6 +105,12 @@ def _spatial(t) -> list | None:
     return list(dims) if all(isinstance(d, int) for d in dims) else None
 
 
+def shard_bytes(bundle_dir) -> int:
+    """Bytes of the weight shards alone (what quantization shrinks)."""
+    manifest = json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
+    return sum((Path(bundle_dir) / p).stat().st_size for group in manifest for p in group["paths"])
+
+
 def float32_bytes(bundle_dir) -> int:
     """What the bundle's weights take as float32: the base of the quantization ratio."""
     manifest = json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
