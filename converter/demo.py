@@ -96,6 +96,20 @@ def main(argv=None) -> int:
     agree = len({top[0][0] for top in d["top5"].values()}) == 1
     print(f"\nTop-1 identical in all runtimes: {'yes' if agree else 'NO'}; "
           f"TF.js wasm latency (median of 10, batch 1): {d['latency_ms']:.1f} ms")
+    bundle = d["result"].bundle
+    photo = Path(args.out) / "chelsea.png"
+    from PIL import Image
+    import skimage.data
+
+    Image.fromarray(skimage.data.chelsea()).save(photo)
+    from converter.runtimes.bundle_apps import predict_with_node
+
+    (js,) = predict_with_node(bundle, [photo], top=3)
+    print(f"\nThe bundle's own Node.js app: NODE_PATH=js/node_modules node {bundle}/predict.mjs {photo}"
+          "  (or npm install inside the bundle)")
+    for t in js["top"]:
+        print(f"  class {t['label']:>4}  {100 * t['probability']:.1f}%")
+    print(f"\nIn a browser: python3 -m http.server -d {bundle} 8000, then open http://127.0.0.1:8000/ and pick an image")
     return 0 if agree else 1
 
 
