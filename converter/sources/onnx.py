@@ -355,6 +355,7 @@ class OnnxSource(SourceModel):
         model = rename_io(onnx.ModelProto.FromString(self.model.SerializeToString()), mapping)
         check_supported_ops(model)
         model = fold_constants(model)
+        check_supported_ops(model)  # folding can fuse ops back into ones onnx2tf lacks (RMSNormalization)
         from converter.sources.onnx_passes import run_passes
 
         model, self.details["onnx_passes"] = run_passes(model)
