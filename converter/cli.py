@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=["float16", "uint8", "uint16"], help="quantize weights in the TF.js bundle")
+    p.add_argument("--quantize-weights", action="append", default=[], metavar="PATTERN",
+                   help="quantize only weights whose names match this glob (repeatable; default: all)")
     p.add_argument("--shard-size", type=int, default=4 * 1024 * 1024, metavar="BYTES", help="weight shard size (default 4 MiB)")
     p.add_argument("--signature", default="serving_default", help="SavedModel signature to export")
 
@@ -138,7 +140,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 def _export_options(args):
     from converter.export.tfjs import ExportOptions
 
-    return ExportOptions(quantize=args.quantize, shard_size=args.shard_size, signature=args.signature)
+    patterns = tuple(args.quantize_weights) or ("*",)
+    return ExportOptions(quantize=args.quantize, quantize_patterns=patterns, shard_size=args.shard_size, signature=args.signature)
 
 
 def _floats(text, what, n=None):

@@ -77,6 +77,10 @@ def test_int64_token_ids_are_sampled_inside_the_vocabulary(tmp_path):
     assert ids.value_range == (0, 50)
     assert ids.dtype in ("int64", "int32") and ids.layout is None
     assert result.report["parity"]["tfjs"]["ok"], result.report["parity"]["tfjs"]
+    # TF.js has no int64: the bundle's metadata says what the JavaScript caller passes.
+    (meta_ids,) = json.loads((result.bundle / "metadata.json").read_text())["inputs"]
+    assert meta_ids["dtype"] == "int32" and meta_ids["value_range"] == [0, 50]
+    assert meta_ids.get("source_dtype", "int32") in ("int64", "int32")
 
 
 def test_cli_convert_prints_a_summary_and_checks_the_users_sample(tiny_onnx, tmp_path):
@@ -164,3 +168,25 @@ def test_weights_from_constant_of_shape_with_batch_made_dynamic(tmp_path):
     assert (y["shape"], y["layout"], y["source_layout"]) == ([None, 8, 8, 4], "NHWC", "NCHW")
     assert report["parity"]["tfjs"]["ok"] and report["parity"]["tensorflow"]["ok"]
     assert "ConstantOfShape" not in report["op_histogram"]
+
+
+def test_format_is_detected_from_content_and_external_data_inside_the_folder_loads(tiny_onnx, tmp_path):
+    import onnx
+
+    model = onnx.load(str(tiny_onnx))
+    (tmp_path / "m").mkdir()
+    onnx.save(model, str(tmp_path / "m" / "weights.bin"), save_as_external_data=True, location="weights.data", size_threshold=0)
+    assert (tmp_path / "m" / "weights.data").stat().st_size > 1000
+    proc = run_cli("convert", tmp_path / "m" / "weights.bin", "-o", tmp_path / "out")  # an ONNX file named .bin
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["source"]["format"] == "onnx" and report["parity"]["tfjs"]["ok"]
+
+
+def test_keep_layout_keeps_nchw(tiny_onnx, tmp_path):
+    proc = run_cli("convert", tiny_onnx, "-o", tmp_path / "out", "--keep-layout")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (image,) = report["model"]["inputs"]
+    assert image["shape"] == [None, 3, 32, 32] and image["layout"] == "NCHW"
+    assert report["parity"]["tfjs"]["ok"]

@@ -152,3 +152,18 @@ def test_layers_model_trains_further_in_node(tmp_path):
     assert res["losses"][-1] < 0.5 * res["losses"][0]
     pred = np.frombuffer(base64.b64decode(res["predictions"]["data"]), np.float32).reshape(60, 3)
     assert (pred.argmax(1) == labels).mean() > 0.9
+
+
+def test_custom_class_needs_trust_code_and_its_import_path(tmp_path):
+    import keras
+
+    from fixtures.models import Scale
+
+    inp = keras.Input((4,), name="x")
+    keras.Model(inp, keras.layers.Dense(2, name="y")(Scale(3.0)(inp))).save(tmp_path / "custom.keras")
+    proc = run_cli("convert", tmp_path / "custom.keras", "-o", tmp_path / "out", env={"PYTHONPATH": ""})
+    assert proc.returncode == 2 and "--custom-objects package.module:Scale" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_cli("convert", tmp_path / "custom.keras", "-o", tmp_path / "out", "--trust-code", "--custom-objects", "fixtures.models:Scale")
+    assert proc.returncode == 0, proc.stderr
+    _assert_verified(_report(tmp_path / "out"))

@@ -47,25 +47,28 @@ def _load_model(path: Path, trust_code: bool, custom_objects: dict):
 
     try:
         return keras.saving.load_model(str(path), custom_objects=custom_objects, compile=False, safe_mode=not trust_code)
-    except ValueError as e:
-        text = str(e)
-        if "lambda" in text.lower() and "safe_mode" in text:
-            raise UntrustedCodeError(
-                f"'{path}' has a Lambda layer: its Python code is stored in the file and runs when loaded. "
-                f"Only if you trust its author, pass --trust-code."
-            ) from None
-        if "Could not locate" in text or "Unknown layer" in text or "custom" in text.lower():
-            raise UntrustedCodeError(
-                f"'{path}' needs custom Keras classes ({text.splitlines()[0][:200]}). Name the code that defines "
-                f"them: --trust-code --custom-objects package.module:ClassName"
-            ) from None
-        if path.suffix == ".h5":
-            return _load_keras2_h5(path, trust_code, custom_objects, e)
-        raise InputError(f"Cannot load Keras model '{path}': {text.splitlines()[0][:300]}") from None
     except Exception as e:
+        _raise_if_code_needed(path, str(e))
         if path.suffix == ".h5":
             return _load_keras2_h5(path, trust_code, custom_objects, e)
         raise InputError(f"Cannot load Keras model '{path}': {str(e).splitlines()[0][:300]}") from None
+
+
+def _raise_if_code_needed(path: Path, text: str) -> None:
+    """Turn Keras' refusals to run or find code into one clear error."""
+    import re
+
+    if "lambda" in text.lower() and "safe_mode" in text:
+        raise UntrustedCodeError(
+            f"'{path}' has a Lambda layer: its Python code is stored in the file and runs when loaded. "
+            f"Only if you trust its author, pass --trust-code."
+        )
+    if "Could not locate" in text or "could not be deserialized" in text or "Unknown layer" in text:
+        names = sorted(set(re.findall(r"Could not locate (?:class|function) '([\w.]+)'", text))) or ["(see Keras' message)"]
+        raise UntrustedCodeError(
+            f"'{path}' needs custom Keras code: {', '.join(names)}. Its Python code is not in the file; name "
+            f"the module that defines it: --trust-code --custom-objects package.module:{names[0]}"
+        )
 
 
 def _load_keras2_h5(path: Path, trust_code: bool, custom_objects: dict, first_error: Exception):
