@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import numpy as np
 
 SIGNATURE = "serving_default"
 

@@ -189,7 +189,6 @@ def load_torch_file(path, input_shapes=None, factory: str | None = None, factory
 
 def _exported_program_source(path: Path, details: dict, input_shapes=None) -> TorchSource:
     """An ExportedProgram keeps its own dynamic dims; the dynamo exporter converts it as is."""
-    import onnx  # noqa: F401
     import torch
 
     try:
