@@ -20,10 +20,9 @@ def test_the_whole_stack_imports_together():
 
 def test_cli_help_loads_no_framework():
     code = (
-        "import sys, contextlib, io\n"
+        "import sys\n"
         "from converter import cli\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    cli.main(['--help']) if False else cli._parser().format_help()\n"
+        "cli._parser().format_help()\n"
         "heavy = [m for m in ('tensorflow', 'torch', 'onnx2tf', 'onnx', 'tensorflowjs') if m in sys.modules]\n"
         "print(heavy)\n"
     )
