@@ -44,6 +44,17 @@ EPILOG = {
         example:
           transferjs predict out/tfjs cat.jpg dog.png --top 3
         """,
+    "retrain": """\
+        example:
+          transferjs retrain out/effnet --data photos/ -o out/pets     # photos/<class>/<images>
+
+        writes out/pets/saved_model (image in, probabilities out), out/pets/tfjs (bundle with labels;
+        tfjs/head: the head as a TF.js layers model), out/pets/report.json (test metrics)
+        """,
+    "inspect": """\
+        example:
+          transferjs inspect out/effnet
+        """,
     "verify": """\
         example:
           transferjs verify out/            # SavedModel vs TF.js (Node.js, wasm) on 3 samples
@@ -118,6 +129,27 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", help="PNG or JPEG files")
     pr.add_argument("--top", type=int, default=5)
     pr.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
+
+    r = sub.add_parser("retrain", help="teach a converted model your classes: a new head on its frozen features",
+                       epilog=textwrap.dedent(EPILOG["retrain"]), formatter_class=fmt, parents=[common])
+    r.add_argument("model_dir", help="a folder written by 'transferjs convert'")
+    r.add_argument("--data", required=True, help="folder of class sub-folders (or train/val/test/<class>), or a path,label CSV")
+    r.add_argument("-o", "--out", required=True, help="output folder (created atomically)")
+    r.add_argument("--overwrite", action="store_true")
+    r.add_argument("--val-split", type=float, default=0.15)
+    r.add_argument("--test-split", type=float, default=0.15)
+    r.add_argument("--epochs", type=int, default=100, help="maximum head epochs (early stopping restores the best)")
+    r.add_argument("--learning-rate", type=float, default=1e-3)
+    r.add_argument("--hidden", type=int, default=0, help="units of an optional hidden layer in the head")
+    r.add_argument("--label-smoothing", type=float, default=0.0)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--feature-node", help="backbone tensor to take features from (see 'transferjs inspect')")
+    r.add_argument("--cache-dir", help="feature cache (default ~/.cache/transferjs/features)")
+    r.add_argument("--no-baseline", action="store_true", help="skip the raw-pixel baseline")
+
+    i = sub.add_parser("inspect", help="list a converted model's inputs, outputs and candidate feature nodes",
+                       epilog=textwrap.dedent(EPILOG["inspect"]), formatter_class=fmt, parents=[common])
+    i.add_argument("model_dir", help="a folder written by 'transferjs convert'")
 
     v = sub.add_parser("verify", help="run a converted model in TensorFlow and TF.js (Node.js) and compare",
                        epilog=textwrap.dedent(EPILOG["verify"]), formatter_class=fmt, parents=[common])
@@ -274,7 +306,45 @@ def cmd_predict(args) -> int:
     return 0
 
 
-COMMANDS = {"convert": cmd_convert, "export": cmd_export, "predict": cmd_predict, "verify": cmd_verify}
+def cmd_retrain(args) -> int:
+    from retrain import TrainConfig, retrain
+
+    config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, hidden=args.hidden,
+                         label_smoothing=args.label_smoothing, seed=args.seed)
+    result = retrain(args.model_dir, args.data, args.out, config, args.val_split, args.test_split, args.feature_node,
+                     args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline)
+    r = result["report"]
+    print(f"Retrained {args.model_dir} on {sum(r['dataset']['counts'].values())} images, {len(r['dataset']['labels'])} classes "
+          f"-> {args.out}")
+    print(f"  split {r['dataset']['split']}; skipped {len(r['skipped'])} unreadable file(s)")
+    print(f"  {r['dataset']['evaluated_on']} accuracy: {r['test']['accuracy']:.1%}"
+          + (f" (raw-pixel baseline {r['baseline_raw_pixels_accuracy']:.1%})" if "baseline_raw_pixels_accuracy" in r else ""))
+    print(f"  TF.js bundle with labels: {args.out}/tfjs; report: {args.out}/report.json")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from converter.model import ConvertedModel
+    from retrain.features import candidate_nodes, default_feature_node, frozen_graph
+
+    model = ConvertedModel.load(args.model_dir)
+    for t in model.inputs:
+        print(f"input  {t.name}: {t.shape} {t.dtype} {t.layout or ''}")
+    for t in model.outputs:
+        print(f"output {t.name}: {t.shape} {t.dtype}")
+    graph_def, frozen = frozen_graph(model.saved_model)
+    try:
+        default = default_feature_node(graph_def, frozen)
+    except TransferJSError:
+        default = None
+    print("candidate feature nodes (2-D float tensors), last 15:")
+    for name, shape in candidate_nodes(graph_def, frozen)[-15:]:
+        print(f"  {name} {shape}" + ("   <- default" if name == default else ""))
+    return 0
+
+
+COMMANDS = {"convert": cmd_convert, "export": cmd_export, "predict": cmd_predict, "verify": cmd_verify,
+            "retrain": cmd_retrain, "inspect": cmd_inspect}
 
 
 def main(argv=None) -> int:

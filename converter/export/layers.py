@@ -97,10 +97,16 @@ def keras_to_layers_model(keras_model, out_dir: Path) -> Path:
     """Write ``keras_model`` as a TF.js layers model that ``tf.loadLayersModel`` accepts."""
     out_dir = Path(out_dir)
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        import tensorflowjs
+    import logging
 
-        tensorflowjs.converters.save_keras_model(keras_model, str(out_dir))
+    logging.disable(logging.WARNING)  # tensorflowjs saves through HDF5 and warns that HDF5 is legacy
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import tensorflowjs
+
+            tensorflowjs.converters.save_keras_model(keras_model, str(out_dir))
+    finally:
+        logging.disable(logging.NOTSET)
     model_json = out_dir / "model.json"
     model = json.loads(model_json.read_text())
     model["modelTopology"] = keras3_to_tfjs_topology(model["modelTopology"])

@@ -1,0 +1,148 @@
+"""The backbone's feature layer, and features computed once and cached on disk.
+
+The feature node is the tensor feeding the final classifier: walking back from
+the model's output past Softmax / bias adds / Identity to the last MatMul, its
+input (the pooled features). ``--feature-node`` names another tensor.
+
+Example:
+    >>> fx = FeatureExtractor(ConvertedModel.load("out"))
+    >>> fx.node, fx.dim
+    ('PartitionedCall/.../Squeeze:0', 1280)
+    >>> feats = cached_features(fx, paths, cache_dir)      # (N, 1280) float32
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from converter.errors import InputError
+
+# Ops between the classifier's MatMul and the output (bias, Gemm's alpha, activations).
+_PASS_THROUGH = {"Identity", "Softmax", "BiasAdd", "AddV2", "Add", "Mul", "IdentityN", "Relu", "Sigmoid"}
+
+
+def frozen_graph(saved_model_dir):
+    """The serving function as one constant-folded GraphDef, and the function itself."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from converter.runtimes.tensorflow import serving_function
+
+    frozen = convert_variables_to_constants_v2(serving_function(saved_model_dir))
+    return frozen.graph.as_graph_def(), frozen
+
+
+def candidate_nodes(graph_def, frozen) -> list[tuple[str, list]]:
+    """Tensors that could be features: 2-D float outputs of the graph's ops, with shapes."""
+    result = []
+    for op in frozen.graph.get_operations():
+        for t in op.outputs:
+            shape = t.shape.as_list() if t.shape.rank is not None else None
+            if (shape and len(shape) == 2 and t.dtype.is_floating and shape[1] and shape[1] > 1
+                    and op.type not in ("Const", "Identity", "IdentityN")):
+                result.append((t.name, shape))
+    return result
+
+
+def default_feature_node(graph_def, frozen) -> str:
+    """The input of the last MatMul on the path back from the first output."""
+    nodes = {n.name: n for n in graph_def.node}
+
+    def is_constant(tensor: str) -> bool:
+        node = nodes.get(tensor.split(":")[0].lstrip("^"))
+        while node is not None and node.op == "Identity" and node.input:
+            node = nodes.get(node.input[0].split(":")[0])
+        return node is None or node.op == "Const"
+
+    name = frozen.outputs[0].name.split(":")[0]
+    seen = set()
+    while name in nodes and name not in seen:
+        seen.add(name)
+        node = nodes[name]
+        if node.op == "MatMul":
+            return node.input[0] if ":" in node.input[0] else node.input[0] + ":0"
+        data = [i for i in node.input if not i.startswith("^") and not is_constant(i)]
+        if node.op not in _PASS_THROUGH or len(data) != 1:
+            break  # the data path forks or ends before a MatMul
+        name = data[0].split(":")[0]
+    raise InputError(
+        "No classifier layer found to take features from (expected a final MatMul). "
+        "Pick one with --feature-node; candidates (transferjs inspect lists them): "
+        + ", ".join(n for n, _ in candidate_nodes(graph_def, frozen)[-8:])
+    )
+
+
+class FeatureExtractor:
+    """Runs the backbone up to the feature node.
+
+    Args:
+        model: the converted model (its SavedModel, input spec, preprocessing).
+        node: a tensor name of the frozen graph; default: ``default_feature_node``.
+    """
+
+    def __init__(self, model, node: str | None = None):
+        import tensorflow as tf
+
+        self.model = model
+        self.graph_def, frozen = frozen_graph(model.saved_model)
+        (self.input,) = [t for t in model.inputs]
+        self.placeholder = frozen.inputs[0].name
+        known = {n for n, _ in candidate_nodes(self.graph_def, frozen)}
+        self.node = node or default_feature_node(self.graph_def, frozen)
+        if node and node not in known:
+            raise InputError(f"--feature-node '{node}' is not a 2-D float tensor of the model; candidates: {sorted(known)[-8:]}")
+        graph_def, placeholder, feature = self.graph_def, self.placeholder, self.node
+
+        def extract(x):
+            (out,) = tf.graph_util.import_graph_def(graph_def, input_map={placeholder: x}, return_elements=[feature], name="backbone")
+            return out
+
+        self.extract = extract
+        self._fn = tf.function(extract, input_signature=[tf.TensorSpec([None, *self.input.shape[1:]], tf.float32)])
+        self.dim = int(self._fn.get_concrete_function().structured_outputs.shape[-1])
+        # Keyed by the SavedModel's files (the frozen GraphDef's bytes differ from run to run).
+        from converter.sources.base import file_sha256
+
+        self.key = hashlib.sha256((file_sha256(model.saved_model) + feature).encode()).hexdigest()[:16]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self._fn(batch).numpy()
+
+
+def cached_features(fx: FeatureExtractor, paths: list[Path], cache_dir: Path, batch_size: int = 32, progress=None):
+    """Features of each image, from ``cache_dir`` when known (keyed by image bytes and model).
+
+    Returns:
+        ``(features (N, dim) float32, ok mask (N,), {path: reason} for unreadable images)``.
+    """
+    from converter.images import load_rgb, preprocess
+
+    cache = Path(cache_dir) / fx.key
+    cache.mkdir(parents=True, exist_ok=True)
+    feats = np.zeros((len(paths), fx.dim), np.float32)
+    ok = np.zeros(len(paths), bool)
+    failed, todo = {}, []
+    for i, p in enumerate(paths):
+        key = cache / (hashlib.sha256(Path(p).read_bytes()).hexdigest()[:32] + ".npy")
+        if key.exists():
+            feats[i], ok[i] = np.load(key), True
+        else:
+            todo.append((i, p, key))
+    for start in range(0, len(todo), batch_size):
+        chunk, images = [], []
+        for i, p, key in todo[start : start + batch_size]:
+            try:
+                images.append(load_rgb(p))
+                chunk.append((i, key))
+            except InputError as e:
+                failed[str(p)] = str(e)
+        if images:
+            x = preprocess(images, fx.model.preprocessing, fx.input.layout or "NHWC")
+            for (i, key), f in zip(chunk, fx(x)):
+                feats[i], ok[i] = f, True
+                np.save(key, f)
+        if progress:
+            progress(min(start + batch_size, len(todo)), len(todo))
+    return feats, ok, failed
