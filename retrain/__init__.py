@@ -155,6 +155,9 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
                 raise ParityError([parity])
         report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        from retrain.report import write_report_html
+
+        write_report_html(report, tmp)
     model.directory = Path(out)
     held_out = [(paths[i], dataset.labels[y[i]]) for i in test_idx]
     return {"report": report, "model": model, "bundle": Path(out) / "tfjs", "held_out": held_out}

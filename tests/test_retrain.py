@@ -40,6 +40,10 @@ def test_retrain_on_real_images_beats_chance_and_ships_a_labelled_bundle(effnet,
     assert meta["labels"] == ["activities", "animals-nature", "food-drink", "objects", "travel-places"]
     assert meta["outputs"][0]["meaning"] == "probabilities"
     assert (out / "tfjs" / "head" / "model.json").is_file()
+    page = (out / "report.html").read_text()
+    assert f"{report['test']['accuracy']:.1%}" in page and "corrupt.png" in page
+    for png in ("curves.png", "confusion.png"):
+        assert (out / png).stat().st_size > 5_000
     apple = emoji_small / "food-drink" / sorted(p.name for p in (emoji_small / "food-drink").iterdir())[0]
     (result,) = predict_with_node(out / "tfjs", [apple], top=5)
     assert {t["label"] for t in result["top"]} == set(meta["labels"])

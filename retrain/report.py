@@ -1,0 +1,81 @@
+"""The retraining report a person reads: report.html with its plots as PNG files.
+
+Example:
+    >>> write_report_html(report, Path("out"))     # out/report.html, curves.png, confusion.png
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+
+def _plots(report: dict, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = report["history"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(h.get(key, []), label="train")
+        ax.plot(h.get(f"val_{key}", []), label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "curves.png", dpi=90)
+    plt.close(fig)
+
+    labels = report["dataset"]["labels"]
+    cm = report["test"]["confusion_matrix"]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(labels), 1 + 0.6 * len(labels)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i, row in enumerate(cm):
+        for j, n in enumerate(row):
+            ax.text(j, i, str(n), ha="center", va="center", color="black" if n < max(map(max, cm)) / 2 else "white")
+    fig.tight_layout()
+    fig.savefig(folder / "confusion.png", dpi=90)
+    plt.close(fig)
+
+
+def write_report_html(report: dict, folder: Path) -> Path:
+    """Write ``report.html``, ``curves.png`` and ``confusion.png`` into ``folder``."""
+    folder = Path(folder)
+    _plots(report, folder)
+    esc = html.escape
+    t = report["test"]
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td><td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>"
+        for name, m in t["per_class"].items()
+    )
+    counts = "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in report["dataset"]["counts"].items())
+    skipped = "".join(f"<li><code>{esc(s['path'])}</code>: {esc(s['reason'])}</li>" for s in report["skipped"]) or "<li>none</li>"
+    baseline = report.get("baseline_raw_pixels_accuracy")
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.get("seconds", {}).items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>transferjs retraining report</title>
+<style>body{{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .6rem;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}</style></head><body>
+<h1>Retraining report</h1>
+<p>Backbone <code>{esc(report['backbone']['model_dir'])}</code>, features from
+<code>{esc(report['backbone']['feature_node'])}</code> ({report['backbone']['feature_dim']} values).</p>
+<h2>Held-out {esc(report['dataset']['evaluated_on'])} accuracy: {t['accuracy']:.1%}</h2>
+<p>{f"Raw-pixel baseline (softmax regression on 32×32 pixels): {baseline:.1%}." if baseline is not None else ""}
+Split: {esc(str(report['dataset']['split']))}. Never measured on training images.</p>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>
+<h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">
+<h2>Training curves</h2><img src="curves.png" alt="loss and accuracy per epoch">
+<h2>Data</h2><table><tr><th>class</th><th>images</th></tr>{counts}</table>
+<h3>Skipped files</h3><ul>{skipped}</ul>
+<h2>Timings</h2><p>{esc(seconds)}</p>
+</body></html>
+"""
+    (folder / "report.html").write_text(page)
+    return folder / "report.html"
