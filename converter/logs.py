@@ -22,8 +22,12 @@ log = logging.getLogger("transferjs")
 QUIET_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",  # C++ INFO/WARNING/ERROR start-up lines (cuInit, cuDNN factory)
     "CUDA_VISIBLE_DEVICES": "-1",  # skip GPU probing; transferjs runs on the CPU
-    "TF_ENABLE_ONEDNN_OPTS": "1",
 }
+
+# oneDNN's graph rewrites run inside the TF.js export's grappler pass and emit ops
+# no TF.js backend has (_FusedHardSwish, GeluExact fused into MatMul, _MklLayerNorm).
+# The flag is read once, when TensorFlow loads: set it before that.
+NO_ONEDNN = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 
 # Python warnings from dependencies that say nothing about the user's model.
 _NOISE = (
@@ -46,6 +50,8 @@ def configure(verbose: bool = False) -> None:
     Example:
         >>> configure(verbose=False)
     """
+    for key, value in NO_ONEDNN.items():
+        os.environ.setdefault(key, value)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     if verbose:

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# As the CLI does (converter.logs.configure): before any test imports TensorFlow.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 TRANSFERJS = [sys.executable, "-m", "converter.cli"]
 

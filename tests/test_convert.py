@@ -63,8 +63,6 @@ def test_pytorch_module_with_two_inputs_and_two_outputs(tmp_path):
         assert set(outs) == {"logits", "embedding"}
         assert all(o["within_tolerance"] for o in outs.values())
     assert result.report["parity"]["tfjs"]["reference"] == "torch"
-    # tanh(Linear) is fused by grappler; the wasm backend cannot run a fused tanh.
-    assert result.report["tfjs"]["passes"] == {"unfuse_unsupported_activations": 1}
 
 
 def test_int64_token_ids_are_sampled_inside_the_vocabulary(tmp_path):

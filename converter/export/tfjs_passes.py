@@ -20,6 +20,8 @@ _FUSED_OPS = {"_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedMatMul"}
 # Activations the wasm backend fuses (tfjs-backend-wasm 4.22, FusableActivation).
 WASM_FUSABLE = {"Relu", "Relu6", "Prelu", "LeakyRelu", "Sigmoid", "Elu"}
 _NON_ACTIVATIONS = {"BiasAdd", "Add", "AddV2", "FusedBatchNorm", "FusedBatchNormV3"}
+# Activations that exist as TF.js ops on their own, so they can be split out.
+TFJS_ACTIVATION_OPS = {"Tanh", "Relu", "Relu6", "Elu", "Selu", "Sigmoid", "LeakyRelu", "Softplus"}
 
 
 def _strings(attr: dict) -> list[str]:
@@ -40,13 +42,17 @@ def unfuse_unsupported_activations(model: dict) -> int:
     Returns the number of nodes split.
     """
     topology = model["modelTopology"]
-    new_nodes, count = [], 0
+    new_nodes, count, unknown = [], 0, {}
     for node in topology.get("node", []):
         if node["op"] in _FUSED_OPS:
             fused = _strings(node.get("attr", {}).get("fused_ops", {}))
             acts = [f for f in fused if f not in _NON_ACTIVATIONS]
             if acts and acts[-1] not in WASM_FUSABLE:
                 act = acts[-1]
+                if act not in TFJS_ACTIVATION_OPS:
+                    unknown.setdefault(act, []).append(node["name"])
+                    new_nodes.append(node)
+                    continue
                 pre = dict(node, name=node["name"] + "/pre_activation", attr=dict(node["attr"]))
                 pre["attr"]["fused_ops"] = {}
                 _set_strings(pre["attr"]["fused_ops"], [f for f in fused if f != act])
@@ -55,6 +61,10 @@ def unfuse_unsupported_activations(model: dict) -> int:
                 count += 1
                 continue
         new_nodes.append(node)
+    if unknown:
+        from converter.errors import UnsupportedOpsError
+
+        raise UnsupportedOpsError("TF.js 4.22 (activation fused by TensorFlow's optimizer)", unknown)
     topology["node"] = new_nodes
     return count
 

@@ -195,6 +195,9 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
         # tf.saved_model.save of a Keras model (28 s -> 9 s on EfficientNet-Lite0).
         # Outputs come out as output_0, output_1, … in graph order; see rename_signature.
         "output_signaturedefs": True,
+        # A grouped Conv (1 < group < channels) becomes one Conv2D with a short filter,
+        # which TensorFlow runs and TF.js refuses; split into per-group convs instead.
+        "disable_group_convolution": True,
     }
     if keep_layout:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [i["name"] for i in graph_inputs(model)]
