@@ -56,11 +56,15 @@ def _input_entry(t) -> dict:
     return entry
 
 
+def weights_manifest(bundle_dir) -> list[dict]:
+    """The ``weightsManifest`` of a bundle's ``model.json``."""
+    return json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
+
+
 def weight_dtypes(bundle_dir) -> dict[str, int]:
     """How many weight tensors the bundle stores in each dtype (uint8, float16, float32, …)."""
-    manifest = json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
     counts: dict[str, int] = {}
-    for w in (w for group in manifest for w in group["weights"]):
+    for w in (w for group in weights_manifest(bundle_dir) for w in group["weights"]):
         dtype = w.get("quantization", {}).get("dtype", w["dtype"])
         counts[dtype] = counts.get(dtype, 0) + 1
     return counts
@@ -107,14 +111,12 @@ def _spatial(t) -> list | None:
 
 def shard_bytes(bundle_dir) -> int:
     """Bytes of the weight shards alone (what quantization shrinks)."""
-    manifest = json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
-    return sum((Path(bundle_dir) / p).stat().st_size for group in manifest for p in group["paths"])
+    return sum((Path(bundle_dir) / p).stat().st_size for group in weights_manifest(bundle_dir) for p in group["paths"])
 
 
 def float32_bytes(bundle_dir) -> int:
     """What the bundle's weights take as float32: the base of the quantization ratio."""
-    manifest = json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
-    return sum(4 * int(np.prod(w["shape"])) for group in manifest for w in group["weights"])
+    return sum(4 * int(np.prod(w["shape"])) for group in weights_manifest(bundle_dir) for w in group["weights"])
 
 
 def write_bundle_files(bundle_dir: Path, meta: dict) -> None:

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import glob
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,10 @@ _DEAD = 1e-4  # channels below this fraction of the tensor's max carry (almost) 
 
 def read_weights(bundle_dir) -> dict[str, np.ndarray]:
     """The float32 weights of a TF.js bundle, by name."""
+    from converter.export.bundle import weights_manifest
+
     bundle_dir = Path(bundle_dir)
-    manifest = json.loads((bundle_dir / "model.json").read_text())["weightsManifest"]
+    manifest = weights_manifest(bundle_dir)
     data = b"".join((bundle_dir / p).read_bytes() for group in manifest for p in group["paths"])
     weights, offset = {}, 0
     for group in manifest:

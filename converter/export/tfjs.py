@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +103,6 @@ def _unsupported_ops(message: str) -> dict[str, list[str]]:
 
 def bundle_size(bundle_dir) -> int:
     """Bytes of ``model.json`` plus its weight shards."""
-    bundle_dir = Path(bundle_dir)
-    manifest = json.loads((bundle_dir / "model.json").read_text())["weightsManifest"]
-    shards = [p for group in manifest for p in group["paths"]]
-    return (bundle_dir / "model.json").stat().st_size + sum((bundle_dir / p).stat().st_size for p in shards)
+    from converter.export.bundle import shard_bytes
+
+    return (Path(bundle_dir) / "model.json").stat().st_size + shard_bytes(bundle_dir)
