@@ -47,9 +47,11 @@ EPILOG = {
     "retrain": """\
         example:
           transferjs retrain out/effnet --data photos/ -o out/pets     # photos/<class>/<images>
+          transferjs retrain out/effnet --data photos/ -o out/pets --fine-tune 8 --resume
 
-        writes out/pets/saved_model (image in, probabilities out), out/pets/tfjs (bundle with labels;
-        tfjs/head: the head as a TF.js layers model), out/pets/report.json (test metrics)
+        writes out/pets/saved_model (image in, probabilities out), out/pets/tfjs (bundle with labels),
+        out/pets/tfjs-transfer (backbone graph model + head layers model + retrain_head.mjs, to add
+        classes in Node.js), out/pets/report.json and report.html (held-out test metrics)
         """,
     "inspect": """\
         example:
@@ -130,16 +132,27 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--top", type=int, default=5)
     pr.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
 
-    r = sub.add_parser("retrain", help="teach a converted model your classes: a new head on its frozen features",
+    r = sub.add_parser("retrain", help="teach a converted model your classes: a new head on its features, optional fine-tuning",
                        epilog=textwrap.dedent(EPILOG["retrain"]), formatter_class=fmt, parents=[common])
     r.add_argument("model_dir", help="a folder written by 'transferjs convert'")
-    r.add_argument("--data", required=True, help="folder of class sub-folders (or train/val/test/<class>), or a path,label CSV")
+    data = r.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="folder of class sub-folders (or train/val/test/<class>)")
+    data.add_argument("--data-csv", metavar="FILE", help="CSV of path,label rows (paths relative to the file)")
     r.add_argument("-o", "--out", required=True, help="output folder (created atomically)")
     r.add_argument("--overwrite", action="store_true")
     r.add_argument("--val-split", type=float, default=0.15)
     r.add_argument("--test-split", type=float, default=0.15)
     r.add_argument("--epochs", type=int, default=100, help="maximum head epochs (early stopping restores the best)")
     r.add_argument("--learning-rate", type=float, default=1e-3)
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--patience", type=int, default=10, help="head epochs without validation improvement before stopping")
+    r.add_argument("--fine-tune", type=int, default=0, metavar="N",
+                   help="phase 2: also train the backbone's last N weight layers (convolutions/dense), on augmented images")
+    r.add_argument("--fine-tune-epochs", type=int, default=5)
+    r.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
+    r.add_argument("--no-augment", action="store_true", help="no random flip/rotation/zoom/brightness/contrast in phase 2")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run (same settings) from its last checkpoint")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--hidden", type=int, default=0, help="units of an optional hidden layer in the head")
     r.add_argument("--label-smoothing", type=float, default=0.0)
     r.add_argument("--seed", type=int, default=0)
@@ -309,17 +322,26 @@ def cmd_predict(args) -> int:
 def cmd_retrain(args) -> int:
     from retrain import TrainConfig, retrain
 
-    config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, hidden=args.hidden,
-                         label_smoothing=args.label_smoothing, seed=args.seed)
-    result = retrain(args.model_dir, args.data, args.out, config, args.val_split, args.test_split, args.feature_node,
-                     args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, hidden=args.hidden,
+                         label_smoothing=args.label_smoothing, patience=args.patience, seed=args.seed,
+                         fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
+                         fine_tune_learning_rate=args.fine_tune_learning_rate, augment=not args.no_augment)
+    result = retrain(args.model_dir, args.data or args.data_csv, args.out, config, args.val_split, args.test_split,
+                     args.feature_node, args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline,
+                     resume=args.resume, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
     r = result["report"]
     print(f"Retrained {args.model_dir} on {sum(r['dataset']['counts'].values())} images, {len(r['dataset']['labels'])} classes "
           f"-> {args.out}")
     print(f"  split {r['dataset']['split']}; skipped {len(r['skipped'])} unreadable file(s)")
+    if "fine_tune" in r:
+        ft = r["fine_tune"]
+        print(f"  frozen features: {r['test_frozen_features']['accuracy']:.1%}; fine-tuned ({ft['layers']} layers, "
+              f"{ft['parameters']:,} weights): {ft['test_accuracy']:.1%}"
+              + ("" if ft["kept"] else " - not better on validation, the frozen-feature model was kept"))
     print(f"  {r['dataset']['evaluated_on']} accuracy: {r['test']['accuracy']:.1%}"
           + (f" (raw-pixel baseline {r['baseline_raw_pixels_accuracy']:.1%})" if "baseline_raw_pixels_accuracy" in r else ""))
-    print(f"  TF.js bundle with labels: {args.out}/tfjs; report: {args.out}/report.json")
+    print(f"  TF.js bundle with labels: {args.out}/tfjs; JS transfer learning: {args.out}/tfjs-transfer; "
+          f"report: {args.out}/report.html")
     return 0
 
 

@@ -44,6 +44,21 @@ def load_rgb(path) -> np.ndarray:
         raise InputError(f"Cannot read image '{path}': {e}") from None
 
 
+def resize(img: np.ndarray, size):
+    """uint8 (H, W, 3) → float32 (h, w, 3) in 0..255: bilinear, half-pixel centers, no antialiasing."""
+    import tensorflow as tf
+
+    return tf.image.resize(tf.convert_to_tensor(img, tf.float32), size, method="bilinear", antialias=False)
+
+
+def normalize(x, p, layout: str = "NHWC"):
+    """Resized 0..255 pixels (N, h, w, 3) → the model's input: ``x * scale - mean) / std``, in ``layout``."""
+    import tensorflow as tf
+
+    x = (x * p.scale - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
+    return tf.transpose(x, (0, 3, 1, 2)) if layout == "NCHW" else x
+
+
 def preprocess(images: list[np.ndarray], p, layout: str = "NHWC") -> np.ndarray:
     """Resize, scale and normalize uint8 RGB images into one float32 batch.
 
@@ -54,9 +69,5 @@ def preprocess(images: list[np.ndarray], p, layout: str = "NHWC") -> np.ndarray:
     """
     import tensorflow as tf
 
-    batch = []
-    for img in images:
-        x = tf.image.resize(tf.convert_to_tensor(img, tf.float32), p.size, method="bilinear", antialias=False)
-        batch.append((x * p.scale - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32))
-    x = np.stack([b.numpy() for b in batch]).astype(np.float32)
-    return x.transpose(0, 3, 1, 2).copy() if layout == "NCHW" else x
+    x = tf.stack([resize(img, p.size) for img in images])
+    return np.asarray(normalize(x, p, layout), np.float32)

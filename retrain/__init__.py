@@ -38,58 +38,90 @@ def _preprocessing(model):
     return Preprocessing(size=size)
 
 
-def _combined_saved_model(fx, head, folder: Path, input_name: str) -> None:
-    """Backbone (frozen graph, re-imported) + head as one SavedModel: image in, probabilities out."""
+def _saved_model(function, folder: Path, input_spec, output: str, tracked=()) -> None:
+    """``function`` (image batch → tensor) as a SavedModel whose signature returns ``{output: …}``.
+
+    ``tracked``: the variables and Keras models ``function`` reads (saved with it).
+    """
     import tensorflow as tf
 
     class Retrained(tf.Module):
         def __init__(self):
             super().__init__()
-            self.head = head
+            self.tracked = list(tracked)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, *fx.input.shape[1:]], tf.float32, name=input_name)])
+        @tf.function(input_signature=[input_spec])
         def serve(self, image):
-            return {"probabilities": self.head(fx.extract(image), training=False)}
+            return {output: function(image)}
 
     module = Retrained()
     tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
 
 
+def run_dir(out) -> Path:
+    """Where an unfinished run keeps its checkpoints: a hidden folder beside ``out``."""
+    out = Path(out).absolute()
+    return out.parent / f".{out.name}.transferjs-run"
+
+
+def _fingerprint(fx, dataset, parts, config) -> str:
+    import dataclasses
+    import hashlib
+
+    text = json.dumps([fx.key, dataclasses.asdict(config), [(str(p), y) for p, y in dataset.items],
+                       {k: list(map(int, v)) for k, v in parts.items()}], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _prepare_run_dir(folder: Path, fingerprint: str, resume: bool, log) -> None:
+    import shutil
+
+    stamp = folder / "fingerprint"
+    if folder.exists() and not (resume and stamp.exists() and stamp.read_text() == fingerprint):
+        if resume:
+            log(f"note: the checkpoints in {folder} are from another model, data or settings; starting over")
+        else:
+            log(f"note: discarding an interrupted run's checkpoints in {folder} (--resume continues one)")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+
+
 def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split: float = 0.15, test_split: float = 0.15,
             feature_node: str | None = None, cache_dir=None, overwrite: bool = False, baseline: bool = True,
-            verify: bool = True) -> dict:
-    """Train a new head on ``data`` over the frozen features of ``model_dir``; write ``out``.
+            verify: bool = True, resume: bool = False, progress: bool = True, log=print) -> dict:
+    """Train a new head on ``data`` over the features of ``model_dir`` (then optionally fine-tune); write ``out``.
 
     Args:
         model_dir: a folder written by ``transferjs convert`` (or a previous retrain).
         data: a folder of class sub-folders, or a ``.csv`` of ``path,label`` rows.
-        out: the output folder: ``saved_model/``, ``tfjs/`` (with labels; ``tfjs/head`` is the
-            head as a trainable TF.js layers model), ``spec.json``, ``report.json``.
-        config: head training settings (``TrainConfig``).
+        out: the output folder: ``saved_model/``, ``tfjs/`` (bundle with labels), ``tfjs-transfer/``
+            (``backbone/`` graph model + ``head/`` layers model + ``retrain_head.mjs``), ``report.json``, ``report.html``.
+        config: training settings (``TrainConfig``; ``fine_tune=N`` adds phase 2).
         val_split, test_split: stratified, seeded fractions (ignored when ``data`` has train/val/test).
         feature_node: the backbone tensor to take features from (default: what feeds its classifier).
         cache_dir: the feature cache (default ``default_cache_dir()``).
         baseline: also train softmax regression on raw pixels, for comparison.
+        resume: continue from the checkpoints an interrupted run with the same settings left.
+        progress: progress bars on stderr.
 
     Returns:
         ``{"report": dict, "model": ConvertedModel, "bundle": Path, "held_out": [(path, label)]}``.
 
     Raises:
         InputError: bad data (before any training), bad feature node.
-        ParityError: the exported TF.js bundle differs from the SavedModel.
+        ParityError: an exported TF.js bundle differs from its SavedModel.
     """
     import dataclasses
+    import shutil
 
-    from converter.atomic import atomic_output_dir, check_writable
-    from converter.errors import InputError, ParityError
-    from converter.export import write_tfjs_bundle
-    from converter.export.layers import keras_to_layers_model
-    from converter.export.tfjs import ExportOptions
+    from converter.atomic import check_writable
+    from converter.errors import InputError
     from converter.images import load_rgb
-    from converter.model import ConvertedModel, TensorSpec
-    from converter.parity_run import tensorflow_vs_tfjs
+    from converter.model import ConvertedModel
     from retrain.data import read_csv, scan_folder, split
     from retrain.features import FeatureExtractor, cached_features
+    from retrain.progress import Progress
     from retrain.train import metrics, raw_pixel_baseline, train_head
 
     check_writable(out, overwrite)
@@ -100,11 +132,21 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
     dataset = read_csv(data) if str(data).endswith(".csv") else scan_folder(data)
     parts = split(dataset, val_split, test_split, config.seed)
     fx = FeatureExtractor(backbone, feature_node)
+    checkpoints = run_dir(out)
+    _prepare_run_dir(checkpoints, _fingerprint(fx, dataset, parts, config), resume, log)
     seconds["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
     paths = [p for p, _ in dataset.items]
-    feats, ok, failed = cached_features(fx, paths, Path(cache_dir or default_cache_dir()))
+    bar = Progress("features", len(paths), enabled=progress)
+    first = []  # the first report counts the cached images
+
+    def advance(done: int, total: int) -> None:
+        first.append(done)
+        bar.update(done - bar.done)
+
+    feats, ok, failed = cached_features(fx, paths, Path(cache_dir or default_cache_dir()), progress=advance)
+    bar.close(f"{first[0] if first else 0} from the cache")
     seconds["features"] = time.perf_counter() - t
     skipped = dataset.skipped + sorted(failed.items())
     y = np.array([label for _, label in dataset.items])
@@ -113,10 +155,11 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         raise InputError("No readable training or validation images are left")
 
     t = time.perf_counter()
-    head, history = train_head(feats[idx["train"]], y[idx["train"]], feats[idx["val"]], y[idx["val"]], len(dataset.labels), config)
+    head, history = train_head(feats[idx["train"]], y[idx["train"]], feats[idx["val"]], y[idx["val"]], len(dataset.labels),
+                               config, checkpoints / "head.npz", resume, progress, log)
     seconds["train_head"] = time.perf_counter() - t
     test_idx = idx["test"] or idx["val"]
-    predicted = head.predict(feats[test_idx], verbose=0).argmax(1)
+    frozen_metrics = metrics(y[test_idx], head(feats[test_idx], training=False).numpy().argmax(1), dataset.labels)
     report = {
         "backbone": {"model_dir": str(model_dir), "feature_node": fx.node, "feature_dim": fx.dim},
         "dataset": {"labels": dataset.labels, "counts": dataset.counts(), "split": {k: len(v) for k, v in idx.items()},
@@ -124,8 +167,17 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
         "config": dataclasses.asdict(config),
         "history": history,
-        "test": metrics(y[test_idx], predicted, dataset.labels),
+        "test": frozen_metrics,
+        "test_frozen_features": {"accuracy": frozen_metrics["accuracy"]},
     }
+    graph = fx.extract
+    if config.fine_tune:
+        t = time.perf_counter()
+        graph, report["fine_tune"] = _fine_tune(fx, head, history, dataset, idx, y, test_idx, config, checkpoints,
+                                                resume, progress, log)
+        if report["fine_tune"]["kept"]:
+            report["test"] = report["fine_tune"].pop("test")
+        seconds["fine_tune"] = time.perf_counter() - t
     if baseline and idx["test"]:
         t = time.perf_counter()
         train_images = [load_rgb(paths[i]) for i in idx["train"]]
@@ -133,31 +185,89 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(train_images, y[idx["train"]], test_images, y[idx["test"]], seed=config.seed)
         seconds["baseline"] = time.perf_counter() - t
 
-    with tempfile.TemporaryDirectory(), atomic_output_dir(out, overwrite) as tmp:
-        t = time.perf_counter()
-        (inp,) = backbone.inputs
-        _combined_saved_model(fx, head, tmp / "saved_model", inp.name)
-        classes = len(dataset.labels)
+    model = _export(out, overwrite, backbone, fx, graph, head, dataset.labels, report, seconds, verify)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    held_out = [(paths[i], dataset.labels[y[i]]) for i in test_idx]
+    return {"report": report, "model": model, "bundle": Path(out) / "tfjs", "held_out": held_out}
+
+
+def _fine_tune(fx, head, history, dataset, idx, y, test_idx, config, checkpoints, resume, progress, log):
+    """Phase 2; keeps the result only when it beats phase 1 on validation loss (else rolls back)."""
+    from retrain.finetune import fine_tune, predict
+    from retrain.train import metrics
+
+    graph = fx.trainable(config.fine_tune)
+    before = [v.numpy() for v in head.variables]
+    items = {k: [(dataset.items[i][0], int(y[i])) for i in v] for k, v in idx.items()}
+    result = fine_tune(graph, head, fx, items["train"], items["val"], len(dataset.labels), config,
+                       checkpoints / "fine_tune.npz", resume, progress, log)
+    h = result["history"]
+    kept = h["best_val_loss"] < history["best_val_loss"]
+    test_items = [(dataset.items[i][0], int(y[i])) for i in test_idx]
+    summary = {"layers": len(h["trainable_layers"]), "parameters": h["trainable_parameters"], "history": h, "kept": kept,
+               "test": metrics(y[test_idx], predict(result["forward"], test_items, fx.model, config.batch_size).argmax(1),
+                               dataset.labels)}
+    summary["test_accuracy"] = summary["test"]["accuracy"]
+    if not kept:
+        log(f"fine-tune: validation loss {h['best_val_loss']:.4f} did not beat the frozen head's "
+            f"{history['best_val_loss']:.4f}; keeping the frozen-feature model")
+        for v, b in zip(head.variables, before):
+            v.assign(b)
+        return fx.extract, summary
+    return graph, summary
+
+
+def _export(out, overwrite, backbone, fx, graph, head, labels, report, seconds, verify):
+    """Write ``out`` atomically: combined SavedModel, TF.js bundle, transfer-learning bundle, reports."""
+    import tensorflow as tf
+
+    from converter.atomic import atomic_output_dir
+    from converter.errors import ParityError
+    from converter.export import write_tfjs_bundle
+    from converter.export.layers import keras_to_layers_model
+    from converter.export.tfjs import ExportOptions
+    from converter.model import ConvertedModel, TensorSpec
+    from converter.parity_run import tensorflow_vs_tfjs
+    from retrain.report import write_report_html
+
+    t = time.perf_counter()
+    (inp,) = backbone.inputs
+    spec = tf.TensorSpec([None, *fx.input.shape[1:]], tf.float32, name=inp.name)
+    variables = getattr(graph, "trainable_variables", [])
+    with tempfile.TemporaryDirectory() as work, atomic_output_dir(out, overwrite) as tmp:
+        _saved_model(lambda x: head(graph(x), training=False), tmp / "saved_model", spec, "probabilities", [head, *variables])
         model = ConvertedModel(
-            tmp, inputs=[inp], outputs=[TensorSpec("probabilities", [None, classes], "float32")],
-            source={"format": "retrained", "path": str(Path(out)), "backbone": str(model_dir), "name": Path(out).name},
-            preprocessing=backbone.preprocessing, labels=dataset.labels,
+            tmp, inputs=[inp], outputs=[TensorSpec("probabilities", [None, len(labels)], "float32")],
+            source={"format": "retrained", "path": str(Path(out)), "backbone": str(backbone.directory), "name": Path(out).name},
+            preprocessing=backbone.preprocessing, labels=labels,
         )
         model.save()
         written = write_tfjs_bundle(model, tmp / "tfjs", ExportOptions())
-        keras_to_layers_model(head, tmp / "tfjs" / "head")
-        report["tfjs"] = {"bytes": written["bytes"], "passes": written["passes"], "head_layers_model": "tfjs/head/model.json"}
+        features = ConvertedModel(
+            Path(work), inputs=[inp], outputs=[TensorSpec("features", [None, fx.dim], "float32")],
+            source={"format": "retrained-backbone", "backbone": str(backbone.directory), "name": "backbone"},
+            preprocessing=backbone.preprocessing,
+        )
+        _saved_model(graph, features.saved_model, spec, "features", variables)
+        features.save()
+        transfer = tmp / "tfjs-transfer"
+        write_tfjs_bundle(features, transfer / "backbone", ExportOptions())
+        keras_to_layers_model(head, transfer / "head")
+        from retrain.transfer_js import write_transfer_example
+
+        write_transfer_example(transfer, labels)
+        report["tfjs"] = {"bytes": written["bytes"], "passes": written["passes"],
+                          "transfer": {"backbone": "tfjs-transfer/backbone/model.json", "head": "tfjs-transfer/head/model.json"}}
         seconds["export"] = time.perf_counter() - t
         if verify:
             parity = tensorflow_vs_tfjs(model, tmp / "tfjs")
+            backbone_parity = tensorflow_vs_tfjs(features, transfer / "backbone")
             report["parity_tfjs"] = parity.to_dict()
-            if not parity.ok:
-                raise ParityError([parity])
+            report["parity_tfjs_backbone"] = backbone_parity.to_dict()
+            if not (parity.ok and backbone_parity.ok):
+                raise ParityError([r for r in (parity, backbone_parity) if not r.ok])
         report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        from retrain.report import write_report_html
-
         write_report_html(report, tmp)
     model.directory = Path(out)
-    held_out = [(paths[i], dataset.labels[y[i]]) for i in test_idx]
-    return {"report": report, "model": model, "bundle": Path(out) / "tfjs", "held_out": held_out}
+    return model

@@ -93,19 +93,19 @@ class FeatureExtractor:
         self.node = node or default_feature_node(self.graph_def, frozen)
         if node and node not in known:
             raise InputError(f"--feature-node '{node}' is not a 2-D float tensor of the model; candidates: {sorted(known)[-8:]}")
-        graph_def, placeholder, feature = self.graph_def, self.placeholder, self.node
-
-        def extract(x):
-            (out,) = tf.graph_util.import_graph_def(graph_def, input_map={placeholder: x}, return_elements=[feature], name="backbone")
-            return out
-
-        self.extract = extract
-        self._fn = tf.function(extract, input_signature=[tf.TensorSpec([None, *self.input.shape[1:]], tf.float32)])
+        self.extract = self.trainable(0)
+        self._fn = tf.function(self.extract, input_signature=[tf.TensorSpec([None, *self.input.shape[1:]], tf.float32)])
         self.dim = int(self._fn.get_concrete_function().structured_outputs.shape[-1])
         # Keyed by the SavedModel's files (the frozen GraphDef's bytes differ from run to run).
         from converter.sources.base import file_sha256
 
-        self.key = hashlib.sha256((file_sha256(model.saved_model) + feature).encode()).hexdigest()[:16]
+        self.key = hashlib.sha256((file_sha256(model.saved_model) + self.node).encode()).hexdigest()[:16]
+
+    def trainable(self, layers: int):
+        """The backbone up to the feature node with its last ``layers`` weight layers as variables."""
+        from converter.graph.trainable import TrainableGraph
+
+        return TrainableGraph(self.graph_def, self.placeholder, self.node, layers)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._fn(batch).numpy()
@@ -130,6 +130,8 @@ def cached_features(fx: FeatureExtractor, paths: list[Path], cache_dir: Path, ba
             feats[i], ok[i] = np.load(key), True
         else:
             todo.append((i, p, key))
+    if progress:
+        progress(len(paths) - len(todo), len(paths))
     for start in range(0, len(todo), batch_size):
         chunk, images = [], []
         for i, p, key in todo[start : start + batch_size]:
@@ -144,5 +146,5 @@ def cached_features(fx: FeatureExtractor, paths: list[Path], cache_dir: Path, ba
                 feats[i], ok[i] = f, True
                 np.save(key, f)
         if progress:
-            progress(min(start + batch_size, len(todo)), len(todo))
+            progress(len(paths) - len(todo) + min(start + batch_size, len(todo)), len(paths))
     return feats, ok, failed

@@ -25,7 +25,10 @@ class TrainConfig:
         hidden: units of an optional hidden layer (0: none).
         label_smoothing: for the cross-entropy.
         patience: epochs without validation improvement before stopping.
-        seed: everything random (weights, shuffling, splits) follows it.
+        seed: everything random (weights, shuffling, splits, augmentation) follows it.
+        fine_tune: phase 2 trains the last N weight layers of the backbone with the head (0: off).
+        fine_tune_epochs, fine_tune_learning_rate, fine_tune_patience: phase 2's (Adam, low rate).
+        augment: random flip/rotation/zoom/brightness/contrast during phase 2.
     """
 
     epochs: int = 100
@@ -36,6 +39,11 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int = 10
     seed: int = 0
+    fine_tune: int = 0
+    fine_tune_epochs: int = 5
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_patience: int = 3
+    augment: bool = True
 
 
 def build_head(dim: int, classes: int, config: TrainConfig):
@@ -57,24 +65,70 @@ def class_weights(y: np.ndarray, classes: int) -> dict[int, float]:
     return {i: float(v) for i, v in enumerate(w)}
 
 
-def train_head(x_train, y_train, x_val, y_val, classes: int, config: TrainConfig):
-    """Train the head; return it (best validation epoch restored) and the loss history."""
+def train_step(forward, variables: list, optimizer, classes: int, label_smoothing: float):
+    """A compiled step: ``step(x, y, weights) -> (loss, correct)``, updating ``variables``.
+
+    ``forward(x, training)`` returns probabilities; ``weights`` are per-sample (class weights).
+    """
     import keras
+    import tensorflow as tf
+
+    ce = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+    @tf.function
+    def step(x, y, w):
+        p = forward(x, True)
+        loss = ce(tf.one_hot(y, classes), p, sample_weight=w)
+        # Symbolic gradients: ops that import_graph_def creates are not recorded by a GradientTape.
+        optimizer.apply_gradients(zip(tf.gradients(loss, variables), variables))
+        return loss, tf.reduce_sum(tf.cast(tf.argmax(p, 1, output_type=tf.int32) == y, tf.float32))
+
+    return step
+
+
+def evaluate(probabilities: np.ndarray, y: np.ndarray) -> dict:
+    """Unweighted cross-entropy and accuracy of predicted ``probabilities`` for labels ``y``."""
+    p = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
+    return {"loss": float(-np.log(p).mean()), "accuracy": float((probabilities.argmax(1) == y).mean())}
+
+
+def train_head(x_train, y_train, x_val, y_val, classes: int, config: TrainConfig, checkpoint=None,
+               resume: bool = False, progress: bool = True, log=print):
+    """Train the head on features; return it (best validation epoch restored) and the history."""
+    import keras
+
+    from retrain.loop import FitSpec, fit
+    from retrain.progress import Progress
 
     keras.utils.set_random_seed(config.seed)
     head = build_head(x_train.shape[1], classes, config)
-    head.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
-    onehot = np.eye(classes, dtype=np.float32)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-    history = head.fit(
-        x_train, onehot[y_train], validation_data=(x_val, onehot[y_val]), epochs=config.epochs,
-        batch_size=config.batch_size, class_weight=class_weights(y_train, classes), callbacks=[stop], verbose=0,
-    )
-    return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer.build(head.trainable_variables)
+    step = train_step(lambda x, training: head(x, training=training), head.trainable_variables, optimizer,
+                      classes, config.label_smoothing)
+    weights = np.array([class_weights(y_train, classes)[c] for c in range(classes)], np.float32)
+    bar = Progress("head", config.epochs, enabled=progress)
+
+    def run_epoch(epoch: int) -> dict:
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(y_train))
+        loss = correct = 0.0
+        for start in range(0, len(order), config.batch_size):
+            i = order[start : start + config.batch_size]
+            l, c = step(x_train[i], y_train[i].astype(np.int32), weights[y_train[i]])
+            loss, correct = loss + float(l) * len(i), correct + float(c)
+        return {"loss": loss / len(order), "accuracy": correct / len(order)}
+
+    def validate() -> dict:
+        result = evaluate(head(x_val, training=False).numpy(), y_val)
+        bar.update(1, f"val_accuracy {result['accuracy']:.3f}")
+        return result
+
+    spec = FitSpec("head", head.trainable_variables, head.non_trainable_variables + optimizer.variables,
+                   run_epoch, validate, config.epochs, config.patience)
+    history = fit(spec, checkpoint, resume, log)
+    bar.total = max(bar.done, 1)
+    bar.close(f"best epoch {history['best_epoch']}")
+    return head, history
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:

@@ -70,3 +70,30 @@ def photos(tmp_path_factory) -> dict:
         img.save(folder / f"{name}.jpg", quality=92)
         files[name] = (folder / f"{name}.png", folder / f"{name}.jpg")
     return files
+
+
+# One retraining run's settings, shared by the fixture and the tests that repeat it (resume).
+RETRAIN_ARGS = ("--fine-tune", "2", "--fine-tune-epochs", "2", "--no-progress")
+
+
+@pytest.fixture(scope="session")
+def emoji_small(tmp_path_factory) -> Path:
+    """30 emoji per category (150 images) as class folders, plus a corrupt PNG and a text file."""
+    from fixtures.emoji_dataset import build_emoji_dataset
+
+    folder = tmp_path_factory.mktemp("emoji")
+    build_emoji_dataset(folder, per_class=30)
+    (folder / "objects" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (folder / "objects" / "README.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def emoji_retrained(effnet, emoji_small, tmp_path_factory) -> dict:
+    """``transferjs retrain`` (head, then a short fine-tune) of EfficientNet-Lite0 on ``emoji_small`` (read-only)."""
+    root = tmp_path_factory.mktemp("retrained")
+    out, cache = root / "emoji", root / "cache"
+    proc = run_cli("retrain", effnet["result"].model.directory, "--data", emoji_small, "-o", out, "--cache-dir", cache,
+                   *RETRAIN_ARGS)
+    assert proc.returncode == 0, proc.stderr
+    return {"out": out, "cache": cache, "proc": proc, "model_dir": effnet["result"].model.directory, "data": emoji_small}

@@ -9,53 +9,72 @@ import pytest
 from tests.conftest import run_cli
 
 
-@pytest.fixture(scope="session")
-def emoji_small(tmp_path_factory):
-    from fixtures.emoji_dataset import build_emoji_dataset
-
-    folder = tmp_path_factory.mktemp("emoji")
-    build_emoji_dataset(folder, per_class=30)
-    (folder / "objects" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    (folder / "objects" / "README.txt").write_text("not an image")
-    return folder
-
-
 @pytest.mark.slow
-def test_retrain_on_real_images_beats_chance_and_ships_a_labelled_bundle(effnet, emoji_small, tmp_path):
+def test_retrain_on_real_images_beats_chance_and_ships_a_labelled_bundle(emoji_retrained):
     from converter.runtimes.bundle_apps import predict_with_node
 
-    out = tmp_path / "emoji"
-    cache = tmp_path / "cache"
-    proc = run_cli("retrain", effnet["result"].model.directory, "--data", emoji_small, "-o", out, "--cache-dir", cache)
-    assert proc.returncode == 0, proc.stderr
+    out, data = emoji_retrained["out"], emoji_retrained["data"]
     report = json.loads((out / "report.json").read_text())
     assert report["dataset"]["counts"] == {"activities": 30, "animals-nature": 30, "food-drink": 30, "objects": 30,
                                            "travel-places": 30}
     assert [s["path"].endswith("corrupt.png") for s in report["skipped"]] == [True]
     assert report["dataset"]["evaluated_on"] == "test" and report["dataset"]["split"]["test"] == 20  # 4 of 30 per class
-    assert report["test"]["accuracy"] >= 0.5  # chance is 0.2
+    assert report["test"]["accuracy"] >= 0.5 and report["test_frozen_features"]["accuracy"] >= 0.5  # chance is 0.2
     assert report["backbone"]["feature_dim"] == 1280
-    assert report["parity_tfjs"]["ok"]
+    assert report["parity_tfjs"]["ok"] and report["parity_tfjs_backbone"]["ok"]
+    ft = report["fine_tune"]
+    assert ft["layers"] == 2 and ft["parameters"] > 100_000 and len(ft["history"]["val_loss"]) == 2
+    assert ft["kept"] == (ft["history"]["best_val_loss"] < report["history"]["best_val_loss"])
     meta = json.loads((out / "tfjs" / "metadata.json").read_text())
     assert meta["labels"] == ["activities", "animals-nature", "food-drink", "objects", "travel-places"]
     assert meta["outputs"][0]["meaning"] == "probabilities"
-    assert (out / "tfjs" / "head" / "model.json").is_file()
+    for part in ("backbone", "head"):
+        assert (out / "tfjs-transfer" / part / "model.json").is_file()
     page = (out / "report.html").read_text()
     assert f"{report['test']['accuracy']:.1%}" in page and "corrupt.png" in page
     for png in ("curves.png", "confusion.png"):
         assert (out / png).stat().st_size > 5_000
-    apple = emoji_small / "food-drink" / sorted(p.name for p in (emoji_small / "food-drink").iterdir())[0]
+    apple = data / "food-drink" / sorted(p.name for p in (data / "food-drink").iterdir())[0]
     (result,) = predict_with_node(out / "tfjs", [apple], top=5)
     assert {t["label"] for t in result["top"]} == set(meta["labels"])
-    # A second run reads every feature from the cache.
+    assert not list(out.parent.glob(".*transferjs-run"))  # checkpoints go once the run is done
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_epoch_resumes_to_the_same_result_from_the_cache(emoji_retrained, tmp_path):
+    """kill -9 during fine-tuning, then --resume: same model as the uninterrupted run, no feature recomputed."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import RETRAIN_ARGS, ROOT, TRANSFERJS
+
+    out, cache = tmp_path / "emoji", emoji_retrained["cache"]
+    args = ["retrain", emoji_retrained["model_dir"], "--data", emoji_retrained["data"], "-o", out, "--cache-dir", cache,
+            *RETRAIN_ARGS]
     cached = sorted(cache.rglob("*.npy"))
     assert len(cached) == 150
-    proc = run_cli("retrain", effnet["result"].model.directory, "--data", emoji_small, "-o", out, "--cache-dir", cache,
-                   "--overwrite", "--no-baseline")
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(cache.rglob("*.npy")) == cached
-    again = json.loads((out / "report.json").read_text())
-    assert again["test"]["accuracy"] == report["test"]["accuracy"]  # same seed, same data: same result
+    proc = subprocess.Popen(TRANSFERJS + list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / ".emoji.transferjs-run" / "fine_tune.npz"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the second fine-tuning epoch
+    assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # nothing half-written
+
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "fine-tune: resumed after epoch 1" in resumed.stderr and "head: resumed after epoch" in resumed.stderr
+    assert sorted(cache.rglob("*.npy")) == cached  # every feature came from the cache
+    want = json.loads((emoji_retrained["out"] / "report.json").read_text())
+    got = json.loads((out / "report.json").read_text())
+    assert got["fine_tune"]["history"]["resumed_from_epoch"] == 1
+    for key in ("val_loss", "loss"):
+        assert got["fine_tune"]["history"][key] == pytest.approx(want["fine_tune"]["history"][key], rel=1e-3)
+    assert got["test"]["accuracy"] == want["test"]["accuracy"]
 
 
 def test_retrain_refuses_bad_data_before_training(tiny_converted, tmp_path):

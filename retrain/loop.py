@@ -1,0 +1,99 @@
+"""One epoch loop for both training phases: early stopping, best-epoch restore, a checkpoint each epoch.
+
+A checkpoint (``.npz``, written atomically) holds every variable (model and optimizer), the
+best epoch's model weights, the history and the early-stopping counters. Each epoch's data
+order and augmentation derive from ``(seed, epoch)``, so a run resumed from a checkpoint
+(after ``kill -9`` too) continues exactly where the last finished epoch left it.
+
+Example:
+    >>> history = fit(FitSpec("head", model_vars, opt_vars, run_epoch, validate, epochs=100, patience=10),
+    ...               checkpoint=Path("run/phase1.npz"), resume=True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class FitSpec:
+    """What ``fit`` trains.
+
+    Args:
+        name: shown on the progress bar and in messages ("head", "fine-tune").
+        model_variables: weights restored from the best epoch at the end.
+        other_variables: saved and restored on resume, not rolled back (optimizer state).
+        run_epoch: ``run_epoch(epoch) -> {"loss": float, "accuracy": float}`` trains one epoch.
+        validate: ``validate() -> {"loss": float, "accuracy": float}`` on the validation split.
+        epochs, patience: the maximum epochs; epochs without a better validation loss before stopping.
+    """
+
+    name: str
+    model_variables: list
+    other_variables: list
+    run_epoch: Callable[[int], dict]
+    validate: Callable[[], dict]
+    epochs: int
+    patience: int
+
+
+def _save(path: Path, spec: FitSpec, best: list, meta: dict) -> None:
+    arrays = {f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(spec.model_variables + spec.other_variables)}
+    arrays.update({f"best{i}": b for i, b in enumerate(best)})
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+
+
+def _load(path: Path, spec: FitSpec) -> tuple[list, dict]:
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        for i, v in enumerate(spec.model_variables + spec.other_variables):
+            v.assign(data[f"v{i}"])
+        best = [data[f"best{i}"] for i in range(len(spec.model_variables))]
+    return best, meta
+
+
+def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log=print) -> dict:
+    """Train until ``spec.epochs`` or early stopping; restore the best epoch; return the history.
+
+    Returns:
+        ``{"loss": [...], "accuracy": [...], "val_loss": [...], "val_accuracy": [...],
+        "best_epoch": int, "resumed_from_epoch": int | None}``.
+    """
+    meta = {"epoch": 0, "history": {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []},
+            "best_loss": float("inf"), "best_epoch": 0, "wait": 0, "done": False}
+    best = [np.asarray(v.numpy()) for v in spec.model_variables]
+    resumed = None
+    if resume and checkpoint is not None and checkpoint.exists():
+        best, meta = _load(checkpoint, spec)
+        resumed = meta["epoch"]
+        log(f"{spec.name}: resumed after epoch {resumed}" + (" (already finished)" if meta["done"] else ""))
+    while not meta["done"] and meta["epoch"] < spec.epochs and meta["wait"] < spec.patience:
+        epoch = meta["epoch"]
+        train = spec.run_epoch(epoch)
+        val = spec.validate()
+        for key, value in (("loss", train["loss"]), ("accuracy", train["accuracy"]),
+                           ("val_loss", val["loss"]), ("val_accuracy", val["accuracy"])):
+            meta["history"][key].append(float(value))
+        meta["epoch"] = epoch + 1
+        if val["loss"] < meta["best_loss"]:
+            meta.update(best_loss=float(val["loss"]), best_epoch=epoch + 1, wait=0)
+            best = [np.asarray(v.numpy()) for v in spec.model_variables]
+        else:
+            meta["wait"] += 1
+        if checkpoint is not None:
+            _save(checkpoint, spec, best, meta)
+    for v, b in zip(spec.model_variables, best):
+        v.assign(b)
+    meta["done"] = True
+    if checkpoint is not None:
+        _save(checkpoint, spec, best, meta)
+    return {**meta["history"], "best_epoch": meta["best_epoch"], "best_val_loss": meta["best_loss"],
+            "resumed_from_epoch": resumed}
