@@ -48,7 +48,7 @@ class TrainableGraph:
         self.graph_def, self.input_name, self.output_name = graph_def, input_name, output_name
         self.nodes = {n.name: n for n in graph_def.node}
         self.weight_layers = [n for n in self._ancestors() if self.nodes[n].op in WEIGHT_OPS]
-        top = self.weight_layers[len(self.weight_layers) - trainable_layers:] if trainable_layers > 0 else []
+        top = self.weight_layers[max(0, len(self.weight_layers) - trainable_layers):] if trainable_layers > 0 else []
         self.trainable_layer_names = top
         self.variables: dict[str, tf.Variable] = {}
         for const in self._layer_constants(top):
