@@ -107,10 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--model-factory", metavar="PKG.MODULE:NAME", help="code that builds the module for a state dict")
     c.add_argument("--model-kwargs", metavar="JSON", help="keyword arguments for --model-factory")
     c.add_argument("--labels", metavar="FILE", help="class names, one per line (or a JSON list), for metadata.json")
-    c.add_argument("--image-size", metavar="H,W", help="resize images to this size (default: the input's static size)")
-    c.add_argument("--mean", metavar="R,G,B", help="per-channel mean subtracted after scaling (e.g. 0.485,0.456,0.406)")
-    c.add_argument("--std", metavar="R,G,B", help="per-channel std divided by after the mean (e.g. 0.229,0.224,0.225)")
-    c.add_argument("--scale", type=float, default=1 / 255, help="pixel scale before mean/std (default 1/255)")
+    _preprocessing_args(c, "the input's static size; pixels scaled to [0, 1]")
     c.add_argument("--custom-objects", action="append", default=[], metavar="PKG.MODULE:NAME",
                    help="custom Keras class the model needs (with --trust-code); repeat per class")
     _export_args(c)
@@ -153,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-augment", action="store_true", help="no random flip/rotation/zoom/brightness/contrast in phase 2")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run (same settings) from its last checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _preprocessing_args(r, "as the converted model's metadata says")
     r.add_argument("--hidden", type=int, default=0, help="units of an optional hidden layer in the head")
     r.add_argument("--label-smoothing", type=float, default=0.0)
     r.add_argument("--seed", type=int, default=0)
@@ -172,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
     v.add_argument("--samples", type=int, default=3)
     return p
+
+
+def _preprocessing_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--image-size", metavar="H,W", help=f"resize images to this size (default: {default})")
+    p.add_argument("--mean", metavar="R,G,B", help="per-channel mean subtracted after scaling (e.g. 0.485,0.456,0.406)")
+    p.add_argument("--std", metavar="R,G,B", help="per-channel std divided by after the mean (e.g. 0.229,0.224,0.225)")
+    p.add_argument("--scale", type=float, help="pixel scale before mean/std (default 1/255)")
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
@@ -201,15 +206,26 @@ def _floats(text, what, n=None):
     return values
 
 
+def _preprocessing_overrides(args) -> dict:
+    """The preprocessing fields the flags set (``size``, ``mean``, ``std``, ``scale``)."""
+    found = {}
+    if args.image_size:
+        found["size"] = tuple(int(v) for v in _floats(args.image_size, "--image-size", 2))
+    if args.mean:
+        found["mean"] = tuple(_floats(args.mean, "--mean", 3))
+    if args.std:
+        found["std"] = tuple(_floats(args.std, "--std", 3))
+    if args.scale is not None:
+        found["scale"] = args.scale
+    return found
+
+
 def _preprocessing(args):
     if not (args.mean or args.std or args.image_size):
         return None
     from converter.model import Preprocessing
 
-    size = tuple(int(v) for v in _floats(args.image_size, "--image-size", 2)) if args.image_size else None
-    mean = tuple(_floats(args.mean, "--mean", 3)) if args.mean else (0.0, 0.0, 0.0)
-    std = tuple(_floats(args.std, "--std", 3)) if args.std else (1.0, 1.0, 1.0)
-    return Preprocessing(size=size, scale=args.scale, mean=mean, std=std)
+    return Preprocessing(**{"scale": 1 / 255, **_preprocessing_overrides(args)})
 
 
 def _labels(path):
@@ -328,7 +344,8 @@ def cmd_retrain(args) -> int:
                          fine_tune_learning_rate=args.fine_tune_learning_rate, augment=not args.no_augment)
     result = retrain(args.model_dir, args.data or args.data_csv, args.out, config, args.val_split, args.test_split,
                      args.feature_node, args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline,
-                     resume=args.resume, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+                     resume=args.resume, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
+                     preprocessing=_preprocessing_overrides(args))
     r = result["report"]
     print(f"Retrained {args.model_dir} on {sum(r['dataset']['counts'].values())} images, {len(r['dataset']['labels'])} classes "
           f"-> {args.out}")

@@ -28,14 +28,18 @@ def default_cache_dir() -> Path:
     return Path(base) / "features"
 
 
-def _preprocessing(model):
+def _preprocessing(model, overrides: dict | None = None):
+    """The model's preprocessing (its metadata, else its input size and [0, 1] pixels), with ``overrides``."""
+    import dataclasses
+
     from converter.model import Preprocessing
 
-    if model.preprocessing is not None:
-        return model.preprocessing
-    (inp,) = model.inputs
-    size = tuple(inp.shape[1:3] if inp.layout == "NHWC" else inp.shape[2:4])
-    return Preprocessing(size=size)
+    p = model.preprocessing
+    if p is None or p.size is None:
+        (inp,) = model.inputs
+        size = tuple(inp.shape[1:3] if inp.layout == "NHWC" else inp.shape[2:4])
+        p = dataclasses.replace(p, size=size) if p is not None else Preprocessing(size=size)
+    return dataclasses.replace(p, **(overrides or {}))
 
 
 def _saved_model(function, folder: Path, input_spec, output: str, tracked=()) -> None:
@@ -89,7 +93,8 @@ def _prepare_run_dir(folder: Path, fingerprint: str, resume: bool, log) -> None:
 
 def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split: float = 0.15, test_split: float = 0.15,
             feature_node: str | None = None, cache_dir=None, overwrite: bool = False, baseline: bool = True,
-            verify: bool = True, resume: bool = False, progress: bool = True, log=print) -> dict:
+            verify: bool = True, resume: bool = False, progress: bool = True, log=print,
+            preprocessing: dict | None = None) -> dict:
     """Train a new head on ``data`` over the features of ``model_dir`` (then optionally fine-tune); write ``out``.
 
     Args:
@@ -104,6 +109,7 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         baseline: also train softmax regression on raw pixels, for comparison.
         resume: continue from the checkpoints an interrupted run with the same settings left.
         progress: progress bars on stderr.
+        preprocessing: ``Preprocessing`` fields to override (``size``, ``scale``, ``mean``, ``std``).
 
     Returns:
         ``{"report": dict, "model": ConvertedModel, "bundle": Path, "held_out": [(path, label)]}``.
@@ -117,7 +123,6 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
 
     from converter.atomic import check_writable
     from converter.errors import InputError
-    from converter.images import load_rgb
     from converter.model import ConvertedModel
     from retrain.data import read_csv, scan_folder, split
     from retrain.features import FeatureExtractor, cached_features
@@ -128,7 +133,7 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
     seconds = {}
     t = time.perf_counter()
     backbone = ConvertedModel.load(model_dir)
-    backbone.preprocessing = _preprocessing(backbone)
+    backbone.preprocessing = _preprocessing(backbone, preprocessing)
     dataset = read_csv(data) if str(data).endswith(".csv") else scan_folder(data)
     parts = split(dataset, val_split, test_split, config.seed)
     fx = FeatureExtractor(backbone, feature_node)
@@ -180,9 +185,8 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         seconds["fine_tune"] = time.perf_counter() - t
     if baseline and idx["test"]:
         t = time.perf_counter()
-        train_images = [load_rgb(paths[i]) for i in idx["train"]]
-        test_images = [load_rgb(paths[i]) for i in idx["test"]]
-        report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(train_images, y[idx["train"]], test_images, y[idx["test"]], seed=config.seed)
+        report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(
+            [paths[i] for i in idx["train"]], y[idx["train"]], [paths[i] for i in idx["test"]], y[idx["test"]], seed=config.seed)
         seconds["baseline"] = time.perf_counter() - t
 
     model = _export(out, overwrite, backbone, fx, graph, head, dataset.labels, report, seconds, verify)

@@ -17,10 +17,13 @@ def _plots(report: dict, folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     h = report["history"]
+    h2 = report.get("fine_tune", {}).get("history", {})
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(h.get(key, []), label="train")
-        ax.plot(h.get(f"val_{key}", []), label="validation")
+        ax.plot(h.get(key, []) + h2.get(key, []), label="train")
+        ax.plot(h.get(f"val_{key}", []) + h2.get(f"val_{key}", []), label="validation")
+        if h2:
+            ax.axvline(len(h.get(key, [])) - 0.5, color="gray", linestyle=":", label="fine-tuning starts")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.legend()
@@ -57,6 +60,11 @@ def write_report_html(report: dict, folder: Path) -> Path:
     counts = "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in report["dataset"]["counts"].items())
     skipped = "".join(f"<li><code>{esc(s['path'])}</code>: {esc(s['reason'])}</li>" for s in report["skipped"]) or "<li>none</li>"
     baseline = report.get("baseline_raw_pixels_accuracy")
+    phases = f"Frozen features: {report['test_frozen_features']['accuracy']:.1%}."
+    if "fine_tune" in report:
+        ft = report["fine_tune"]
+        phases += (f" Fine-tuned (last {ft['layers']} weight layers, {ft['parameters']:,} weights): {ft['test_accuracy']:.1%}, "
+                   + ("kept (lower validation loss)." if ft["kept"] else "not kept: its validation loss was not lower."))
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.get("seconds", {}).items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>transferjs retraining report</title>
@@ -67,7 +75,7 @@ td:first-child,th:first-child{{text-align:left}}</style></head><body>
 <p>Backbone <code>{esc(report['backbone']['model_dir'])}</code>, features from
 <code>{esc(report['backbone']['feature_node'])}</code> ({report['backbone']['feature_dim']} values).</p>
 <h2>Held-out {esc(report['dataset']['evaluated_on'])} accuracy: {t['accuracy']:.1%}</h2>
-<p>{f"Raw-pixel baseline (softmax regression on 32×32 pixels): {baseline:.1%}." if baseline is not None else ""}
+<p>{esc(phases)} {f"Raw-pixel baseline (softmax regression on 32×32 pixels): {baseline:.1%}." if baseline is not None else ""}
 Split: {esc(str(report['dataset']['split']))}. Never measured on training images.</p>
 <table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>
 <h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">

@@ -147,16 +147,20 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
     return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "per_class": per_class, "confusion_matrix": cm.tolist()}
 
 
-def raw_pixel_baseline(train_images, y_train, test_images, y_test, size: int = 32, seed: int = 0) -> float:
-    """Test accuracy of softmax regression on raw pixels (size x size): the bar transfer must clear."""
-    import keras
-    import tensorflow as tf
+def raw_pixel_baseline(train_paths, y_train, test_paths, y_test, size: int = 32, seed: int = 0) -> float:
+    """Test accuracy of softmax regression on raw pixels (size x size): the bar transfer must clear.
 
-    def flat(images):
-        return np.stack([tf.image.resize(tf.convert_to_tensor(i, tf.float32), (size, size)).numpy().ravel() / 255 for i in images])
+    Images are read one at a time and kept only at ``size`` x ``size``.
+    """
+    import keras
+
+    from converter.images import load_rgb, resize
+
+    def flat(paths):
+        return np.stack([resize(load_rgb(p), (size, size)).numpy().ravel() / 255 for p in paths])
 
     keras.utils.set_random_seed(seed)
-    x_train, x_test = flat(train_images), flat(test_images)
+    x_train, x_test = flat(train_paths), flat(test_paths)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     classes = int(max(y_train.max(), y_test.max()) + 1)
     model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(classes, activation="softmax",
