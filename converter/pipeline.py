@@ -109,7 +109,7 @@ def load_source(src, options: ConvertOptions, example_inputs=None, input_names=N
     if fmt == "onnx":
         from converter.sources.onnx import load_onnx_source
 
-        return load_onnx_source(src, options.input_shapes, options.batch)
+        return load_onnx_source(src, options.input_shapes, options.batch, options.sample_file)
     if fmt == "pytorch":
         from converter.sources.torch import load_torch_file
 

@@ -111,17 +111,28 @@ def _dims_match(a, b) -> bool:
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
+def _static_agreement(a, b) -> int:
+    """How many positions hold the same known size in both shapes."""
+    return sum(x is not None and x == y for x, y in zip(a, b))
+
+
 def converted_layout(source_shape, converted_shape) -> tuple[str | None, str | None]:
     """(source layout, converted layout) for a tensor, from its two shapes.
 
     Same shapes (also when ambiguous, e.g. 8x8x8): no change, ``(None, None)``. The channel axis moved from 1
-    to last: ``("NCHW", "NHWC")`` (or the 3-D / 5-D names).
+    to last: ``("NCHW", "NHWC")`` (or the 3-D / 5-D names). Dynamic dims (``None``) match any size, so
+    ``[1, 3, None, None]`` fits ``[1, None, None, 3]`` both ways; then the reading under which more known
+    sizes agree wins (here the moved one: 1 and 3 both agree), and a tie means no change.
+
+    Example:
+        >>> converted_layout([1, 3, None, None], [1, None, None, 3])
+        ('NCHW', 'NHWC')
     """
     source_shape, converted_shape = list(source_shape), list(converted_shape)
-    if _dims_match(source_shape, converted_shape):
-        return None, None
     first = channels_first_name(len(source_shape))
     moved = source_shape[:1] + source_shape[2:] + source_shape[1:2]
-    if first and _dims_match(moved, converted_shape):
+    same_fits = _dims_match(source_shape, converted_shape)
+    moved_fits = bool(first) and _dims_match(moved, converted_shape)
+    if moved_fits and (not same_fits or _static_agreement(moved, converted_shape) > _static_agreement(source_shape, converted_shape)):
         return first, CHANNELS_LAST[first]
     return None, None

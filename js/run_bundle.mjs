@@ -3,7 +3,8 @@
 // Usage: node run_bundle.mjs REQUEST.json RESULT.json
 // REQUEST: { "bundle": dir, "backend": "wasm"|"cpu",
 //            "samples": [ { name: {dtype, shape, data: base64 little-endian} } ],
-//            "repeat": optional int (timed runs after one warm-up) }
+//            "repeat": optional int (timed runs after one warm-up),
+//            "executeAsync": optional bool (graphs with control flow; Python decides from the ops) }
 // RESULT:  { "ok": true, backend, kind, inputs, outputs, ops,
 //            "samples": [ { name: {dtype, shape, data} } ], "latency_ms": [...] }
 //          or { "ok": false, "error": message, "kind": "bundle"|"runtime" }
@@ -30,7 +31,7 @@ function encode(t) {
   return { dtype: t.dtype, shape: t.shape, data: buf.toString('base64') };
 }
 
-function runOnce(model, kind, feeds) {
+async function runOnce(model, kind, feeds, executeAsync) {
   if (kind === 'layers') {
     const inputs = model.inputs.map((i) => feeds[i.name.split(':')[0]] ?? Object.values(feeds)[0]);
     let out = model.predict(inputs.length === 1 ? inputs[0] : inputs);
@@ -38,7 +39,7 @@ function runOnce(model, kind, feeds) {
     return Object.fromEntries(model.outputNames.map((n, i) => [n, out[i]]));
   }
   const names = model.outputNodes;
-  let out = model.execute(feeds, names);
+  let out = executeAsync ? await model.executeAsync(feeds, names) : model.execute(feeds, names);
   out = Array.isArray(out) ? out : [out];
   return Object.fromEntries(names.map((n, i) => [n, out[i]]));
 }
@@ -55,13 +56,13 @@ async function main() {
     const latency = [];
     for (const sample of req.samples) {
       const feeds = Object.fromEntries(Object.entries(sample).map(([k, v]) => [k, decode(v)]));
-      const outs = runOnce(model, kind, feeds);
+      const outs = await runOnce(model, kind, feeds, req.executeAsync);
       samples.push(Object.fromEntries(Object.entries(outs).map(([k, t]) => [k, encode(t)])));
       tf.dispose(Object.values(outs));
       if (req.repeat && latency.length === 0) {
         for (let i = 0; i < req.repeat; i++) {
           const t0 = performance.now();
-          const o = runOnce(model, kind, feeds);
+          const o = await runOnce(model, kind, feeds, req.executeAsync);
           await Promise.all(Object.values(o).map((t) => t.data()));
           latency.push(performance.now() - t0);
           tf.dispose(Object.values(o));

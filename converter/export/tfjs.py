@@ -41,13 +41,14 @@ class ExportOptions:
 def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions = ExportOptions()) -> dict[str, int]:
     """Write ``model.json`` and weight shards for the SavedModel into ``out_dir``.
 
-    Then run the TF.js graph passes (``tfjs_passes``) so the wasm backend runs it.
+    Then run the TF.js graph passes (``tfjs_passes``) so the wasm backend runs it,
+    and check every op against what the installed TF.js runtime supports (``tfjs_ops``).
 
     Returns:
         ``{pass name: nodes changed}`` for the passes that changed something.
 
     Raises:
-        UnsupportedOpsError: ops TF.js has no kernel for, all listed.
+        UnsupportedOpsError: ops (or fused-op combinations) TF.js cannot run, all listed.
         ConversionError: any other tensorflowjs failure.
     """
     out_dir = Path(out_dir)
@@ -64,9 +65,63 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
     model_json = out_dir / "model.json"
     if not model_json.is_file():
         raise ConversionError(f"tensorflowjs wrote no model.json into '{out_dir}'")
+    from converter.export.tfjs_ops import check_runtime_support
     from converter.export.tfjs_passes import apply_passes
 
-    return apply_passes(model_json)
+    restore_signature_keys(model_json, saved_model_dir, options.signature)
+    applied = apply_passes(model_json)
+    check_runtime_support(model_json)
+    return applied
+
+
+def restore_signature_keys(model_json, saved_model_dir, signature: str = "serving_default") -> int:
+    """Key ``model.json``'s signature inputs and outputs by the SavedModel's names.
+
+    tensorflowjs finds each name by dtype and shape (``_find_signature_def_name``);
+    tensors that share both keep the frozen tensor's name, e.g. ``Identity_1:0``, and
+    TF.js then has no output ``softmax_c`` (or inputs ``input_ids:0`` and
+    ``attention_mask:0``). The frozen graph's ``Identity_k`` is the function's k-th
+    output, which the SavedModel's signature names ``<call>:k``; that index gives the
+    key back. An input ``name:0`` gets its key ``name``.
+
+    Returns:
+        How many inputs and outputs were renamed.
+
+    Raises:
+        ConversionError: an output's key cannot be recovered.
+    """
+    import json
+    import re
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    outputs = saved.meta_graphs[0].signature_def[signature].outputs
+    inputs = saved.meta_graphs[0].signature_def[signature].inputs
+    by_index = {int(info.name.rsplit(":", 1)[1]): key for key, info in outputs.items()}
+    model = json.loads(Path(model_json).read_text())
+    sig_inputs = model.get("signature", {}).get("inputs", {})
+    fixed_inputs = {k.split(":")[0] if k not in inputs and k.split(":")[0] in inputs else k: v for k, v in sig_inputs.items()}
+    entries = model.get("signature", {}).get("outputs", {})
+    renamed, unknown = {}, []
+    for key, entry in entries.items():
+        if key in outputs:
+            renamed[key] = entry
+            continue
+        match = re.fullmatch(r"Identity(?:_(\d+))?:0", entry.get("name", ""))
+        index = int(match.group(1) or 0) if match else None
+        if index not in by_index or by_index[index] in entries:
+            unknown.append(key)
+        else:
+            renamed[by_index[index]] = entry
+    if unknown:
+        raise ConversionError(f"model.json names outputs {unknown}; expected the SavedModel's {sorted(outputs)}")
+    count = sum(k not in entries for k in renamed) + sum(k not in sig_inputs for k in fixed_inputs)
+    if count:
+        model["signature"]["outputs"], model["signature"]["inputs"] = renamed, fixed_inputs
+        Path(model_json).write_text(json.dumps(model))
+    return count
 
 
 def _tfjs_convert(saved_model_dir, out_dir, qmap, options: ExportOptions) -> None:

@@ -16,12 +16,10 @@ import base64
 import json
 from pathlib import Path
 
-_FUSED_OPS = {"_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedMatMul"}
-# Activations the wasm backend fuses (tfjs-backend-wasm 4.22, FusableActivation).
-WASM_FUSABLE = {"Relu", "Relu6", "Prelu", "LeakyRelu", "Sigmoid", "Elu"}
+from converter.export.tfjs_ops import FUSED_OPS as _FUSED_OPS
+from converter.export.tfjs_ops import converter_ops, wasm_fusable_activations
+
 _NON_ACTIVATIONS = {"BiasAdd", "Add", "AddV2", "FusedBatchNorm", "FusedBatchNormV3"}
-# Activations that exist as TF.js ops on their own, so they can be split out.
-TFJS_ACTIVATION_OPS = {"Tanh", "Relu", "Relu6", "Elu", "Selu", "Sigmoid", "LeakyRelu", "Softplus"}
 
 
 def _strings(attr: dict) -> list[str]:
@@ -39,20 +37,20 @@ def unfuse_unsupported_activations(model: dict) -> int:
     After::   X/pre_activation = _FusedMatMul(a, w, b) fused_ops=[BiasAdd];  X = Tanh(X/pre_activation)
 
     The activation node keeps the original name, so consumers need no change.
+    Which activations wasm fuses, and which exist as ops on their own, is the
+    runtime's answer (``tfjs_ops``). One that is neither stays fused, and the
+    compatibility check (``tfjs_ops.check_runtime_support``) lists it.
     Returns the number of nodes split.
     """
     topology = model["modelTopology"]
-    new_nodes, count, unknown = [], 0, {}
+    fusable, standalone = wasm_fusable_activations(), converter_ops()
+    new_nodes, count = [], 0
     for node in topology.get("node", []):
         if node["op"] in _FUSED_OPS:
             fused = _strings(node.get("attr", {}).get("fused_ops", {}))
             acts = [f for f in fused if f not in _NON_ACTIVATIONS]
-            if acts and acts[-1] not in WASM_FUSABLE:
+            if acts and acts[-1] not in fusable and acts[-1] in standalone:
                 act = acts[-1]
-                if act not in TFJS_ACTIVATION_OPS:
-                    unknown.setdefault(act, []).append(node["name"])
-                    new_nodes.append(node)
-                    continue
                 pre = dict(node, name=node["name"] + "/pre_activation", attr=dict(node["attr"]))
                 pre["attr"]["fused_ops"] = {}
                 _set_strings(pre["attr"]["fused_ops"], [f for f in fused if f != act])
@@ -61,10 +59,6 @@ def unfuse_unsupported_activations(model: dict) -> int:
                 count += 1
                 continue
         new_nodes.append(node)
-    if unknown:
-        from converter.errors import UnsupportedOpsError
-
-        raise UnsupportedOpsError("TF.js 4.22 (activation fused by TensorFlow's optimizer)", unknown)
     topology["node"] = new_nodes
     return count
 
@@ -111,7 +105,50 @@ def flatten_fused_biases(model: dict) -> int:
     return count
 
 
-PASSES = [unfuse_unsupported_activations, flatten_fused_biases]
+_UNFUSED_OP = {"_FusedConv2D": "Conv2D", "FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedMatMul": "MatMul"}
+_FUSION_ATTRS = {"fused_ops", "num_args", "epsilon", "leakyrelu_alpha"}
+
+
+def unfuse_computed_biases(model: dict) -> int:
+    """Split fused conv/matmul nodes whose bias is computed, not a weight, into plain ops.
+
+    An unrolled LSTM/GRU adds a state-dependent term as the "bias" of a fused
+    MatMul ([batch, time, units], rank 3); the wasm kernels take only a rank-1
+    bias ("_FusedMatMul only supports rank-1 bias but got rank 3").
+
+    Before::  Y = _FusedMatMul(a, w, h) fused_ops=[BiasAdd, Sigmoid]      (h is not a weight)
+    After::   Y/matmul = MatMul(a, w);  Y/bias = AddV2(Y/matmul, h);  Y = Sigmoid(Y/bias)
+
+    The last node keeps the original name, so consumers need no change.
+    Returns the number of nodes split.
+    """
+    topology = model["modelTopology"]
+    weights = {w["name"] for group in model["weightsManifest"] for w in group["weights"]}
+    new_nodes, count = [], 0
+    for node in topology.get("node", []):
+        inputs = node.get("input", [])
+        fused = _strings(node.get("attr", {}).get("fused_ops", {}))
+        if node["op"] not in _UNFUSED_OP or fused[:1] != ["BiasAdd"] or len(inputs) < 3 or inputs[2].split(":")[0] in weights:
+            new_nodes.append(node)
+            continue
+        name, attr = node["name"], node.get("attr", {})
+        plain = {"name": f"{name}/{_UNFUSED_OP[node['op']].lower()}", "op": _UNFUSED_OP[node["op"]], "input": inputs[:2],
+                 "attr": {k: v for k, v in attr.items() if k not in _FUSION_ATTRS}}
+        biased = {"name": name, "op": "AddV2", "input": [plain["name"], inputs[2]], "attr": {"T": attr.get("T", {"type": "DT_FLOAT"})}}
+        new_nodes += [plain, biased]
+        if len(fused) > 1:
+            act = {"name": name, "op": fused[1], "input": [f"{name}/bias"] + inputs[3:4] if fused[1] == "Prelu" else [f"{name}/bias"],
+                   "attr": {"T": attr.get("T", {"type": "DT_FLOAT"})}}
+            if fused[1] == "LeakyRelu" and "leakyrelu_alpha" in attr:
+                act["attr"]["alpha"] = attr["leakyrelu_alpha"]
+            biased["name"] = f"{name}/bias"
+            new_nodes.append(act)
+        count += 1
+    topology["node"] = new_nodes
+    return count
+
+
+PASSES = [unfuse_computed_biases, unfuse_unsupported_activations, flatten_fused_biases]
 
 
 def apply_passes(model_json: Path) -> dict[str, int]:

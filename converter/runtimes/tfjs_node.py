@@ -73,6 +73,15 @@ def _decode(d: dict) -> np.ndarray:
     return a.astype(bool) if d["dtype"] == "bool" else a
 
 
+def _needs_execute_async(bundle_dir) -> bool:
+    from converter.export.tfjs_ops import needs_execute_async
+
+    try:
+        return needs_execute_async(Path(bundle_dir) / "model.json")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False  # a missing or corrupt model.json: the runner reports it, naming the file
+
+
 def run_bundle(bundle_dir, samples: list[dict], backend: str = "wasm", repeat: int = 0, timeout: float = 600) -> BundleRun:
     """Load ``bundle_dir`` in Node.js and run it on each sample.
 
@@ -92,6 +101,7 @@ def run_bundle(bundle_dir, samples: list[dict], backend: str = "wasm", repeat: i
         request = {
             "bundle": str(Path(bundle_dir).resolve()),
             "backend": backend,
+            "executeAsync": _needs_execute_async(bundle_dir),
             "repeat": repeat,
             "samples": [{k: _encode(v) for k, v in s.items()} for s in samples],
         }

@@ -201,6 +201,7 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
     }
     if keep_layout:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [i["name"] for i in graph_inputs(model)]
+    kwargs.update(recurrent_onnx2tf_options(model))
     req, res = workdir / "onnx2tf_request.json", workdir / "onnx2tf_result.json"
     req.write_text(json.dumps(kwargs))
     proc = subprocess.run(
@@ -222,6 +223,32 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
         )
     log.debug("onnx2tf wrote %s", out)
     return out
+
+
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+
+
+def recurrent_nodes(model) -> dict[str, list[str]]:
+    """``{op type: node names}`` of the ONNX recurrent ops (LSTM, GRU, RNN) in the graph."""
+    found: dict[str, list[str]] = {}
+    for node in _all_nodes(model.graph):
+        if node.op_type in RECURRENT_OPS:
+            found.setdefault(node.op_type, []).append(node.name or f"<unnamed {node.op_type}>")
+    return found
+
+
+def recurrent_onnx2tf_options(model) -> dict:
+    """onnx2tf options a graph with LSTM/GRU/RNN needs; none for other graphs.
+
+    onnx2tf's Keras RNN layers refuse an initial state whose shape it permuted
+    ("initial_state ... not compatible with cell.state_size"): sequence and state
+    inputs (rank <= 3: [batch, time, features], [layers, batch, hidden]) keep their
+    shape as is, and the recurrence is unrolled into plain MatMuls TF.js runs.
+    """
+    if not recurrent_nodes(model):
+        return {}
+    keep = [i["name"] for i in graph_inputs(model) if len(i["shape"]) <= 3]
+    return {"enable_rnn_unroll": True, **({"keep_shape_absolutely_input_names": keep} if keep else {})}
 
 
 def _strip_ansi(text: str) -> str:
@@ -270,20 +297,31 @@ def rename_io(model, mapping: dict[str, str]):
     return model
 
 
-def set_input_shapes(model, shapes: dict[str, list[int]] | None, batch: str):
+DEFAULT_IMAGE_SIZE = 224  # height and width an image input gets when the model leaves them dynamic
+
+
+def set_input_shapes(model, shapes: dict[str, list[int]] | None, batch: str, sample_shapes: dict[str, list[int]] | None = None):
     """Fix input dims from ``shapes``; make dim 0 dynamic (``batch="dynamic"``) or fixed.
+
+    onnx2tf converts dynamic height/width wrongly without a word (a ``Resize`` scales
+    only one of them), so every dynamic dim after the batch gets a size: from
+    ``shapes`` (``--input-shape``), else from ``sample_shapes`` (the ``--sample``
+    file), else ``DEFAULT_IMAGE_SIZE`` for the height and width of an image input
+    (4-D float, 1, 3 or 4 channels). Each size chosen so is logged and recorded in
+    ``model.metadata_props`` (key ``transferjs.fixed_input_shapes``); the batch stays as it was.
 
     Raises:
         InputError: a shape names an unknown input or has the wrong rank, or a
-            non-batch dim stays dynamic (onnx2tf needs static spatial dims).
+            non-batch dim stays dynamic with nothing to size it.
     """
     shapes = dict(shapes or {})
+    sample_shapes = dict(sample_shapes or {})
     inits = {i.name for i in model.graph.initializer}
     real_inputs = [i for i in model.graph.input if i.name not in inits]
     unknown = sorted(set(shapes) - {i.name for i in real_inputs})
     if unknown:
         raise InputError(f"--input-shape names unknown input(s) {unknown}; the model's inputs are {[i.name for i in real_inputs]}")
-    problems = []
+    problems, fixed = [], {}
     for inp in real_inputs:
         dims = inp.type.tensor_type.shape.dim
         if inp.name in shapes:
@@ -298,20 +336,49 @@ def set_input_shapes(model, shapes: dict[str, list[int]] | None, batch: str):
                     d.dim_value = int(v)
         if batch == "dynamic" and len(dims):
             dims[0].dim_param = "batch"
+        chosen = _size_dynamic_dims(inp, sample_shapes.get(inp.name))
+        if chosen:
+            fixed[inp.name] = chosen
         for k, d in enumerate(dims):
             if k > 0 and not d.HasField("dim_value"):
                 problems.append(f"{inp.name}: dim {k} is dynamic ('{d.dim_param or '?'}')")
     if problems:
         raise InputError(
             "Static shapes are needed for these input dims; give them with --input-shape NAME:D0,D1,… "
-            "(use -1 for a dynamic batch):\n  " + "\n  ".join(problems)
+            "(use -1 for a dynamic batch) or a --sample file:\n  " + "\n  ".join(problems)
         )
+    if fixed:
+        model.metadata_props.add(key="transferjs.fixed_input_shapes", value=json.dumps(fixed))
     if batch == "dynamic":
         for out in model.graph.output:
             dims = out.type.tensor_type.shape.dim
             if len(dims):
                 dims[0].dim_param = "batch"
     return model
+
+
+def _size_dynamic_dims(inp, sample_shape) -> dict | None:
+    """Give the dynamic non-batch dims of ``inp`` a size (sample file, else image default); say which."""
+    t = inp.type.tensor_type
+    dims = t.shape.dim
+    dynamic = {k: d.dim_param or "?" for k, d in enumerate(dims) if k > 0 and not d.HasField("dim_value")}
+    if not dynamic:
+        return None
+    if sample_shape is not None and len(sample_shape) == len(dims):
+        sizes, origin = {k: int(sample_shape[k]) for k in dynamic}, "the --sample file"
+    elif (len(dims) == 4 and _ONNX_DTYPES.get(t.elem_type, "").startswith("float") and dims[1].HasField("dim_value")
+          and dims[1].dim_value in (1, 3, 4) and set(dynamic) <= {2, 3}):
+        sizes, origin = {k: DEFAULT_IMAGE_SIZE for k in dynamic}, f"the default for images, {DEFAULT_IMAGE_SIZE}"
+    else:
+        return None
+    for k, v in sizes.items():
+        dims[k].dim_value = v
+    shape = [-1 if not d.HasField("dim_value") else d.dim_value for d in dims]
+    named = ", ".join(f"{k} ('{n}')" for k, n in dynamic.items())
+    hint = ",".join(f"<{dynamic[k]}>" if k in dynamic else str(v) for k, v in enumerate(shape))
+    log.warning("Input '%s': dims %s are dynamic; converting with shape %s (from %s). Choose the size with "
+                "--input-shape %s:%s", inp.name, named, shape, origin, inp.name, hint)
+    return {"shape": shape, "dynamic_dims": {str(k): n for k, n in dynamic.items()}, "from": origin}
 
 
 class OnnxSource(SourceModel):
@@ -359,9 +426,13 @@ class OnnxSource(SourceModel):
         check_supported_ops(model)
         model = fold_constants(model)
         check_supported_ops(model)  # folding can fuse ops back into ones onnx2tf lacks (RMSNormalization)
+        from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches
         from converter.sources.onnx_passes import run_passes
 
+        model, copied = copy_outer_initializers_into_branches(model)
         model, self.details["onnx_passes"] = run_passes(model)
+        if copied:
+            self.details["onnx_passes"] = {**self.details["onnx_passes"], "copy_outer_initializers_into_branches": copied}
         self.converted_onnx, self.converted_names = model, mapping
         raw = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose)
         from converter.graph.signature import rename_signature
@@ -371,7 +442,28 @@ class OnnxSource(SourceModel):
         return saved, {v: k for k, v in mapping.items()}
 
 
-def load_onnx_source(path, input_shapes=None, batch: str = "auto") -> OnnxSource:
-    """Read an ONNX file into an ``OnnxSource`` with static (or dynamic-batch) input shapes."""
-    model = set_input_shapes(read_onnx(path), input_shapes, batch)
-    return OnnxSource(model, Path(path))
+def load_onnx_source(path, input_shapes=None, batch: str = "auto", sample_file=None) -> OnnxSource:
+    """Read an ONNX file into an ``OnnxSource`` with static (or dynamic-batch) input shapes.
+
+    Dynamic dims after the batch are sized by ``set_input_shapes``; the report's
+    ``source.fixed_input_shapes`` says which shape was used and why.
+    """
+    model = read_onnx(path)
+    sample_shapes = _npz_shapes(sample_file, graph_inputs(model)) if sample_file else None
+    model = set_input_shapes(model, input_shapes, batch, sample_shapes)
+    fixed = next((json.loads(p.value) for p in model.metadata_props if p.key == "transferjs.fixed_input_shapes"), None)
+    return OnnxSource(model, Path(path), details={"fixed_input_shapes": fixed} if fixed else None)
+
+
+def _npz_shapes(sample_file, inputs: list[dict]) -> dict[str, list[int]]:
+    """``{input name: shape}`` of the arrays in a ``--sample`` file (one array fits a one-input model)."""
+    import numpy as np
+
+    try:
+        with np.load(sample_file, allow_pickle=False) as f:
+            shapes = {k: list(f[k].shape) for k in f.files}
+    except Exception as e:
+        raise InputError(f"Expected a .npz file of input arrays. Received: '{sample_file}' ({e})") from None
+    if len(inputs) == 1 and len(shapes) == 1:
+        return {inputs[0]["name"]: next(iter(shapes.values()))}
+    return shapes

@@ -101,6 +101,204 @@ def squeeze_pooled_flatten(model) -> int:
     return count
 
 
+_COERCING_OPS = ("Softmax", "LogSoftmax", "Hardmax")
+
+
+def explicit_pre13_softmax(model) -> int:
+    """Spell out the 2-D coercion of opset < 13 Softmax/LogSoftmax/Hardmax.
+
+    Before opset 13, ``Softmax(x, axis=a)`` flattens ``x`` to 2-D at ``a`` and
+    normalises over all of ``x.shape[a:]``; onnx2tf applies it over axis ``a`` alone
+    (its opset-13 meaning), a silent error once the trailing dims are not all 1::
+
+        Before::  y = Softmax(x [N, C, H, W], axis=1)            (over C*H*W values)
+        After::   f = Flatten(x, axis=1) [N, C*H*W];  s = Softmax(f, axis=1)
+                  y = Reshape(s, [-1, C, H, W])
+
+    Left alone where both meanings agree: ``a`` is the last axis, or every dim after it is 1.
+    The Reshape target is static (one unknown dim becomes -1); with more unknown dims
+    it is ``Shape(x)``.
+    """
+    from onnx import helper, numpy_helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset >= 13:
+        return 0
+    shapes = _shapes(model)
+    count = 0
+    for node in list(model.graph.node):
+        shape = shapes.get(node.input[0]) if node.op_type in _COERCING_OPS else None
+        if not shape:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        axis = axis + len(shape) if axis < 0 else axis
+        if axis >= len(shape) - 1 or all(d == 1 for d in shape[axis + 1:]):
+            continue
+        base = node.name or node.output[0]
+        flat, normed, target = base + "/flatten_2d", base + "/over_2d", base + "/shape"
+        new = [
+            helper.make_node("Flatten", [node.input[0]], [flat], name=flat, axis=axis),
+            helper.make_node(node.op_type, [flat], [normed], name=normed, axis=1),
+        ]
+        if shape.count(None) <= 1:
+            model.graph.initializer.append(numpy_helper.from_array(np.array([-1 if d is None else d for d in shape], np.int64), target))
+        else:
+            new.append(helper.make_node("Shape", [node.input[0]], [target], name=target))
+        new.append(helper.make_node("Reshape", [normed, target], list(node.output), name=base + "/reshape"))
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        count += 1
+    return count
+
+
+def _subgraph_inputs(graph) -> set[str]:
+    """Every tensor name read by a node inside a subgraph (If/Loop/Scan bodies)."""
+    names = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            for g in list(attr.graphs) + ([attr.g] if attr.g.ByteSize() else []):
+                names |= {n for sub in g.node for n in sub.input} | _subgraph_inputs(g)
+    return names
+
+
+def constants_to_initializers(model) -> int:
+    """Turn ``Constant`` nodes of the main graph into initializers.
+
+    Before::  c = Constant(value=0.3535);  y = Mul(x, c)
+    After::   initializer c = 0.3535;      y = Mul(x, c)
+
+    onnxsim leaves small ``Constant`` nodes in place (an attention scale written as
+    a Python float, GELU's 0.5 and sqrt(2)); onnx2tf turns a scalar one into a Python
+    number, and a ``Mul`` by it after a ``MatMul`` becomes a plain float in its Keras
+    graph ("Output tensors of a Functional model must be the output of a TensorFlow
+    `Layer`"). An initializer becomes a constant tensor instead.
+    """
+    from onnx import numpy_helper
+
+    taken = {i.name for i in model.graph.initializer} | {o.name for o in model.graph.output} | _subgraph_inputs(model.graph)
+    count = 0
+    for node in list(model.graph.node):
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or node.output[0] in taken:
+            continue  # graph outputs, and names If/Loop branches read (onnx2tf misses outer initializers), stay nodes
+        attr = node.attribute[0] if len(node.attribute) == 1 else None
+        if attr is None or attr.name not in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+            continue  # sparse or string constants stay nodes
+        if attr.name == "value":
+            value = numpy_helper.to_array(attr.t)
+        elif attr.name.startswith("value_float"):
+            value = np.array(attr.f if attr.name == "value_float" else list(attr.floats), np.float32)
+        else:
+            value = np.array(attr.i if attr.name == "value_int" else list(attr.ints), np.int64)
+        model.graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+        model.graph.node.remove(node)
+        count += 1
+    return count
+
+
+def _symbolic_shapes(model) -> dict[str, list]:
+    """Inferred shapes: an int per known dim, the ``dim_param`` name (or ``None``) per unknown one."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if vi.type.tensor_type.HasField("shape"):
+            dims = vi.type.tensor_type.shape.dim
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims]
+    return shapes
+
+
+def _shape_items(model, name: str, shapes: dict, depth: int = 0):
+    """The 1-D int tensor ``name`` as a list of ints and ``("dim", tensor, axis)`` items, or ``None``.
+
+    Follows what exporters build Reshape targets from: Shape, Slice, Gather, Concat,
+    Unsqueeze, Squeeze and Cast of constants and of other tensors' shapes.
+    """
+    value = _const_value(model, name)
+    if value is not None:
+        return [int(v) for v in np.asarray(value).ravel()] if np.asarray(value).dtype.kind in "iu" else None
+    node = _producer(model, name)
+    if node is None or depth > 12:
+        return None
+    attrs = {a.name: a for a in node.attribute}
+    if node.op_type == "Shape":
+        rank = len(shapes.get(node.input[0]) or []) or None
+        if rank is None:
+            return None
+        start, end = (attrs["start"].i if "start" in attrs else 0), (attrs["end"].i if "end" in attrs else rank)
+        return [("dim", node.input[0], i) for i in range(rank)][start:end]
+    if node.op_type in ("Unsqueeze", "Squeeze", "Cast", "Identity"):
+        return _shape_items(model, node.input[0], shapes, depth + 1)
+    if node.op_type == "Concat":
+        parts = [_shape_items(model, i, shapes, depth + 1) for i in node.input]
+        return None if any(p is None for p in parts) else [x for p in parts for x in p]
+    if node.op_type == "Gather":
+        data, index = _shape_items(model, node.input[0], shapes, depth + 1), _const_value(model, node.input[1])
+        if data is None or index is None or ("axis" in attrs and attrs["axis"].i != 0):
+            return None
+        return [data[int(k)] for k in np.asarray(index).ravel()]
+    if node.op_type == "Slice" and len(node.input) >= 3:
+        data = _shape_items(model, node.input[0], shapes, depth + 1)
+        params = [_const_value(model, n) if n else None for n in node.input[1:5]]
+        if data is None or params[0] is None or params[1] is None:
+            return None
+        step = int(np.asarray(params[3]).ravel()[0]) if len(params) > 3 and params[3] is not None else 1
+        start, end = int(np.asarray(params[0]).ravel()[0]), int(np.asarray(params[1]).ravel()[0])
+        return data[start:max(min(end, len(data)), -len(data) - 1):step]
+    return None
+
+
+def static_reshape_targets(model) -> int:
+    """Replace Reshape targets computed from ``Shape`` by constants (0 or -1 for the dynamic dim).
+
+    Before::  t = Concat(Slice(Shape(x), 0, 2), [-1]);  y = Reshape(x [N, 4, 8, 8], t)
+    After::   y = Reshape(x, [0, 4, -1])     (0: keep x's dim 0, the dynamic batch)
+
+    ``torch.flatten(x, 2)`` and ``x.view(b, c, -1)`` export so with a dynamic batch;
+    onnx2tf cannot see the target, loses the output shape, and fails at the next
+    broadcast (YOLOv8's box decoding: "Dimensions must be equal ... [?,8,?] vs [1,64,2]").
+    Known dims become numbers; a dynamic dim copied from the same position of the
+    Reshape's input becomes 0; one other dynamic dim becomes -1; otherwise the
+    target stays as it is.
+    """
+    from onnx import numpy_helper
+
+    shapes = _symbolic_shapes(model)
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or _const_value(model, node.input[1]) is not None:
+            continue
+        items = _shape_items(model, node.input[1], shapes)
+        data = shapes.get(node.input[0])
+        allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), 0)
+        if items is None or data is None or allowzero:
+            continue
+        target, unknown = [], []
+        for pos, item in enumerate(items):
+            if isinstance(item, int):
+                target.append(item)
+                continue
+            _, tensor, axis = item
+            dim = (shapes.get(tensor) or [None] * (axis + 1))[axis]
+            same_dim = pos < len(data) and (tensor == node.input[0] and axis == pos or isinstance(dim, str) and dim == data[pos])
+            if isinstance(dim, int):
+                target.append(dim)
+            elif same_dim:
+                target.append(0)
+            else:
+                unknown.append(pos)
+                target.append(-1)
+        if len(unknown) > 1 or (unknown and target.count(-1) > 1):
+            continue
+        name = (node.name or node.output[0]) + "/static_shape"
+        model.graph.initializer.append(numpy_helper.from_array(np.array(target, np.int64), name))
+        node.input[1] = name
+        count += 1
+    return count
+
+
 def remove_dead_nodes(model) -> int:
     """Drop nodes (and initializers) whose outputs nothing uses, e.g. a left-over Shape chain."""
     graph_outputs = {o.name for o in model.graph.output}
@@ -119,7 +317,7 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [squeeze_pooled_flatten, remove_dead_nodes]
+PASSES = [constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
 
 
 def run_passes(model):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import InputError, UntrustedCodeError
+from converter.logs import log
 from converter.sources.onnx import OnnxSource
 
 OPSET = 17
@@ -83,7 +84,6 @@ def torch_source(module, example_inputs, input_names=None, output_names=None, ba
     Raises:
         InputError: the module cannot run on the example inputs or cannot be exported.
     """
-    import onnx
     import torch
 
     try:
@@ -102,6 +102,25 @@ def torch_source(module, example_inputs, input_names=None, output_names=None, ba
     input_names = list(input_names or _default_input_names(module, len(example_inputs)))
     output_names = list(output_names or _default_output_names(out))
     dynamic = {n: {0: "batch"} for n in input_names + output_names} if batch == "dynamic" else None
+    model = _export_onnx(module, example_inputs, input_names, output_names, dynamic)
+    details = {"torch": torch.__version__, "onnx_opset": OPSET, **(details or {})}
+    from converter.sources.onnx import recurrent_nodes
+
+    recurrent = recurrent_nodes(model)
+    if dynamic and recurrent:
+        # Dim 0 of an LSTM/GRU state input is num_layers, not the batch, and onnx2tf
+        # unrolls a recurrence only with static shapes: keep the example's shapes.
+        model = _export_onnx(module, example_inputs, input_names, output_names, None)
+        details["batch"] = f"static (recurrent ops {', '.join(sorted(recurrent))} need the example's shapes)"
+        log.info("Recurrent ops (%s): converting with the example inputs' static shapes %s",
+                 ", ".join(sorted(recurrent)), [tuple(t.shape) for t in example_inputs])
+    return TorchSource(module, model, input_names, output_names, path=path, details=details)
+
+
+def _export_onnx(module, example_inputs, input_names, output_names, dynamic):
+    import onnx
+    import torch
+
     buf = io.BytesIO()
     try:
         torch.onnx.export(
@@ -110,9 +129,7 @@ def torch_source(module, example_inputs, input_names=None, output_names=None, ba
         )
     except Exception as e:
         raise InputError(f"torch.onnx.export failed on the module: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    model = onnx.load_model_from_string(buf.getvalue())
-    details = {"torch": torch.__version__, "onnx_opset": OPSET, **(details or {})}
-    return TorchSource(module, model, input_names, output_names, path=path, details=details)
+    return onnx.load_model_from_string(buf.getvalue())
 
 
 def _example_inputs(input_shapes: dict | None, what: str):

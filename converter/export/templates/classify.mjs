@@ -28,7 +28,9 @@ async function main() {
     ctx.drawImage(img, 0, 0);
     const pixels = tf.browser.fromPixels(canvas);
     const x = preprocess(tf, pixels, meta.inputs[0]);
-    const out = model.execute({ [meta.inputs[0].name]: x }, meta.outputs[0].name);
+    const feeds = { [meta.inputs[0].name]: x };
+    // Control flow (If -> Switch/Merge) runs only in executeAsync; metadata.json says when.
+    const out = meta.executeAsync ? await model.executeAsync(feeds, meta.outputs[0].name) : model.execute(feeds, meta.outputs[0].name);
     const top = topK(tf, out, meta, 5);
     tf.dispose([pixels, x, out]);
     $('result').replaceChildren(...top.map((t) => {
