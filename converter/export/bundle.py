@@ -38,8 +38,13 @@ _NODE_DEPS = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "jpeg-js", "p
 TFJS_DTYPE = {"float64": "float32", "float16": "float32", "int64": "int32", "int16": "int32", "int8": "int32", "uint8": "int32"}
 
 
-def output_meaning(values: np.ndarray) -> str:
-    """``"probabilities"`` (rows in [0, 1] summing to 1), ``"logits"`` (other classifier rows) or ``"values"``."""
+def output_meaning(values: np.ndarray, name: str = "") -> str:
+    """``"probabilities"`` (rows in [0, 1] summing to 1), ``"logits"`` (other classifier rows) or ``"values"``.
+
+    An output named ``features`` (a backbone cut at its feature layer, as ``retrain`` writes) is ``"features"``.
+    """
+    if name == "features":
+        return "features"
     if values.ndim == 2 and values.shape[-1] > 1 and values.dtype.kind == "f":
         if values.min() >= 0 and values.max() <= 1 and np.allclose(values.sum(-1), 1, atol=1e-3):
             return "probabilities"
@@ -74,6 +79,7 @@ def metadata(model, outputs_sample: dict, quantize: str | None, bundle_dir=None)
     """The bundle's ``metadata.json`` (Teachable Machine's names where they overlap)."""
     import tensorflowjs
 
+    from converter.export.tfjs_ops import needs_execute_async
     from converter.model import Preprocessing
 
     inputs = []
@@ -87,7 +93,7 @@ def metadata(model, outputs_sample: dict, quantize: str | None, bundle_dir=None)
                 "origin": "given" if model.preprocessing else "default: pixels scaled to [0, 1]",
             }
         inputs.append(entry)
-    outputs = [{**_input_entry(t), "meaning": output_meaning(np.asarray(outputs_sample[t.name]))} for t in model.outputs]
+    outputs = [{**_input_entry(t), "meaning": output_meaning(np.asarray(outputs_sample[t.name]), t.name)} for t in model.outputs]
     image = next((i for i in inputs if i.get("preprocessing")), None)
     size = image["preprocessing"].get("size") if image else None
     return {
@@ -97,6 +103,8 @@ def metadata(model, outputs_sample: dict, quantize: str | None, bundle_dir=None)
         "tfjsVersion": tensorflowjs.__version__,
         "timeStamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "packageName": "transferjs",
+        # Control flow (If -> Switch/Merge) runs only in model.executeAsync(); predict.mjs and classify.mjs read this.
+        "executeAsync": bool(bundle_dir) and needs_execute_async(Path(bundle_dir) / "model.json"),
         "inputs": inputs,
         "outputs": outputs,
         "quantization": {"mode": quantize, "weights": weight_dtypes(bundle_dir)} if quantize and bundle_dir else quantize,
@@ -123,7 +131,7 @@ def write_bundle_files(bundle_dir: Path, meta: dict) -> None:
     """Write metadata.json, the Node.js and browser files, and vendor/ into ``bundle_dir``."""
     bundle_dir = Path(bundle_dir)
     (bundle_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-    for name in ("predict.mjs", "preprocess.mjs", "index.html", "classify.mjs"):
+    for name in ("predict.mjs", "decode.mjs", "preprocess.mjs", "index.html", "classify.mjs"):
         shutil.copyfile(TEMPLATES / name, bundle_dir / name)
     shutil.copyfile(js_dir() / "runtime.mjs", bundle_dir / "runtime.mjs")
     vendor = bundle_dir / "vendor"

@@ -70,6 +70,8 @@ def keras3_to_tfjs_topology(topology: dict) -> dict:
         layer_config = layer["config"]
         if layer["class_name"] == "InputLayer" and "batch_shape" in layer_config:
             layer_config["batch_input_shape"] = layer_config.pop("batch_shape")
+        if layer_config.get("seed") is not None:
+            layer_config["seed"] = None  # a fixed seed in TF.js draws the same dropout mask at every step
         layer["inbound_nodes"] = _inbound_nodes(layer.get("inbound_nodes", []))
     for key in ("input_layers", "output_layers"):
         if key in model:
