@@ -336,6 +336,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_retrain(args) -> int:
+    from pathlib import Path
+
     from retrain import TrainConfig, retrain
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, hidden=args.hidden,
@@ -357,8 +359,9 @@ def cmd_retrain(args) -> int:
               + ("" if ft["kept"] else " - not better on validation, the frozen-feature model was kept"))
     print(f"  {r['dataset']['evaluated_on']} accuracy: {r['test']['accuracy']:.1%}"
           + (f" (raw-pixel baseline {r['baseline_raw_pixels_accuracy']:.1%})" if "baseline_raw_pixels_accuracy" in r else ""))
-    print(f"  TF.js bundle with labels: {args.out}/tfjs; JS transfer learning: {args.out}/tfjs-transfer; "
-          f"report: {args.out}/report.html")
+    out = Path(args.out)
+    print(f"  TF.js bundle with labels: {out / 'tfjs'}; JS transfer learning: {out / 'tfjs-transfer'}; "
+          f"report: {out / 'report.html'}")
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import InputError
-from converter.model import ConvertedModel, TensorSpec
+from converter.model import ConvertedModel, Preprocessing, TensorSpec
 
 
 def bake_preprocessing(model: ConvertedModel, folder: Path) -> ConvertedModel:
@@ -36,10 +36,10 @@ def bake_preprocessing(model: ConvertedModel, folder: Path) -> ConvertedModel:
     if len(model.inputs) != 1 or len(images) != 1:
         raise InputError("--bake-preprocessing needs a model with exactly one image input")
     (inp,) = images
-    p = model.preprocessing
-    size = p.size if p and p.size else tuple(inp.shape[1:3] if inp.layout == "NHWC" else inp.shape[2:4])
-    if p is None or not all(isinstance(d, int) for d in size):
-        raise InputError("--bake-preprocessing needs the preprocessing (--image-size, --mean, --std) of the model")
+    p = model.preprocessing or Preprocessing()  # the bundle's documented default: pixels scaled to [0, 1]
+    size = p.size or tuple(inp.shape[1:3] if inp.layout == "NHWC" else inp.shape[2:4])
+    if not all(isinstance(d, int) for d in size):
+        raise InputError("--bake-preprocessing needs an image size: the model's input has none, convert it with --image-size H,W")
     loaded = tf.saved_model.load(str(model.saved_model))
     fn = loaded.signatures["serving_default"]
     mean, std = np.asarray(p.mean, np.float32), np.asarray(p.std, np.float32)
