@@ -45,7 +45,11 @@ HOW = {
     "7": "ONNX pass `static_reshape_targets`: Reshape targets computed from `Shape` (`flatten(2)`, "
          "`view(b, c, -1)`) become constants, 0 for the dynamic batch, so onnx2tf keeps the shape.",
     "8": "Layers export renames Keras 2 HDF5 weights to the layer names TF.js expects.",
-    "9": "Being worked on (recurrent state in and out, If/Loop); see the per-case table.",
+    "9": "LSTM/GRU with state in and out: exported with static shapes (h0's first dim is the layer count, not "
+         "the batch), onnx2tf's RNN unrolling, and a TF.js pass that splits fused MatMuls whose bias is computed. "
+         "`If`: outer-scope initializers copied into the branches; bundles with control flow run with "
+         "`executeAsync` (metadata.json says so). `Loop`: refused before onnx2tf (1.28 has no converter for it) "
+         "with one error naming the nodes — the expected outcome for that case.",
 }
 
 
