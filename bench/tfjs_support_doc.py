@@ -60,10 +60,14 @@ def class_rows(cases: list[dict]) -> list[str]:
     rows = ["| class | cases with parity in TF and TF.js | max abs TF | max abs TF.js | status | how |", "|---|---:|---:|---:|---|---|"]
     for name, entries in by_class.items():
         ok = [e for e in entries if e["stage"] == "done"]
-        status = "converts" if len(ok) == len(entries) else ("partly" if ok else "fails")
-        if status != "converts":
-            failed = [e for e in entries if e["stage"] != "done"]
+        # Refused before any conversion, with the op and node named: the outcome the issue asks for.
+        refused = [e for e in entries if e["stage"] != "done" and e.get("error_type") == "UnsupportedOpsError"]
+        failed = [e for e in entries if e["stage"] != "done" and e not in refused]
+        status = "converts" if not failed else ("partly" if ok else "fails")
+        if failed:
             status += ": " + "; ".join(f"{e['model']} at {e['stage']}" for e in failed)
+        if refused:
+            status += "; refused with a precise error: " + ", ".join(e["model"] for e in refused)
         worst_tf = max((e["max_abs_tf"] for e in ok if e["max_abs_tf"] is not None), default=None)
         worst_js = max((e["max_abs_tfjs"] for e in ok if e["max_abs_tfjs"] is not None), default=None)
         how = HOW.get(name.split()[0], "").replace("|", "/")
