@@ -406,7 +406,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
+        hint = "; the same command with --resume continues from the last finished epoch" if args.command == "retrain" else ""
+        print(f"interrupted: nothing was written{hint}", file=sys.stderr)
         return 130
     except Exception as e:
         if args.verbose:
