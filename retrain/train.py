@@ -150,21 +150,27 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
 def raw_pixel_baseline(train_paths, y_train, test_paths, y_test, size: int = 32, seed: int = 0) -> float:
     """Test accuracy of softmax regression on raw pixels (size x size): the bar transfer must clear.
 
-    Images are read one at a time and kept only at ``size`` x ``size``.
+    Images are read one at a time and kept only at ``size`` x ``size`` (float32, standardized in place).
     """
     import keras
 
     from converter.images import load_rgb, resize
 
     def flat(paths):
-        return np.stack([resize(load_rgb(p), (size, size)).numpy().ravel() / 255 for p in paths])
+        x = np.empty((len(paths), size * size * 3), np.float32)
+        for i, p in enumerate(paths):
+            x[i] = resize(load_rgb(p), (size, size)).numpy().ravel() / 255
+        return x
 
     keras.utils.set_random_seed(seed)
     x_train, x_test = flat(train_paths), flat(test_paths)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    for x in (x_train, x_test):
+        x -= mean
+        x /= std
     classes = int(max(y_train.max(), y_test.max()) + 1)
     model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(classes, activation="softmax",
                                                                                   kernel_regularizer=keras.regularizers.l2(1e-3))])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit((x_train - mean) / std, y_train, epochs=100, batch_size=32, verbose=0)
-    return float(np.mean(model.predict((x_test - mean) / std, verbose=0).argmax(1) == y_test))
+    model.fit(x_train, y_train, epochs=100, batch_size=32, verbose=0)
+    return float(np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test))
