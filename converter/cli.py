@@ -355,8 +355,8 @@ def cmd_retrain(args) -> int:
     if "fine_tune" in r:
         ft = r["fine_tune"]
         print(f"  frozen features: {r['test_frozen_features']['accuracy']:.1%}; fine-tuned ({ft['layers']} layers, "
-              f"{ft['parameters']:,} weights): {ft['test_accuracy']:.1%}"
-              + ("" if ft["kept"] else " - not better on validation, the frozen-feature model was kept"))
+              f"{ft['parameters']:,} weights): "
+              + (f"{ft['test_accuracy']:.1%}" if ft["kept"] else "not kept (no better on validation)"))
     print(f"  {r['dataset']['evaluated_on']} accuracy: {r['test']['accuracy']:.1%}"
           + (f" (raw-pixel baseline {r['baseline_raw_pixels_accuracy']:.1%})" if "baseline_raw_pixels_accuracy" in r else ""))
     out = Path(args.out)

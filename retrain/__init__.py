@@ -130,6 +130,9 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
     from retrain.train import metrics, raw_pixel_baseline, train_head
 
     check_writable(out, overwrite)
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()  # the same seed gives the same numbers, threads or not
     seconds = {}
     t = time.perf_counter()
     backbone = ConvertedModel.load(model_dir)
@@ -196,28 +199,27 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
 
 
 def _fine_tune(fx, head, history, dataset, idx, y, test_idx, config, checkpoints, resume, progress, log):
-    """Phase 2; keeps the result only when it beats phase 1 on validation loss (else rolls back)."""
+    """Phase 2; kept only when an epoch beats the frozen head's validation accuracy (else rolled back)."""
     from retrain.finetune import fine_tune, predict
     from retrain.train import metrics
 
     graph = fx.trainable(config.fine_tune)
-    before = [v.numpy() for v in head.variables]
     items = {k: [(dataset.items[i][0], int(y[i])) for i in v] for k, v in idx.items()}
-    result = fine_tune(graph, head, fx, items["train"], items["val"], len(dataset.labels), config,
+    start = {"loss": history["best_val_loss"], "accuracy": history["best_val_accuracy"]}
+    result = fine_tune(graph, head, fx, items["train"], items["val"], len(dataset.labels), config, start,
                        checkpoints / "fine_tune.npz", resume, progress, log)
     h = result["history"]
-    kept = h["best_val_loss"] < history["best_val_loss"]
+    kept = h["best_epoch"] > 0
     test_items = [(dataset.items[i][0], int(y[i])) for i in test_idx]
     summary = {"layers": len(h["trainable_layers"]), "parameters": h["trainable_parameters"], "history": h, "kept": kept,
-               "test": metrics(y[test_idx], predict(result["forward"], test_items, fx.model, config.batch_size).argmax(1),
-                               dataset.labels)}
-    summary["test_accuracy"] = summary["test"]["accuracy"]
+               "selected_by": "validation accuracy (ties: loss), against the frozen head's"}
     if not kept:
-        log(f"fine-tune: validation loss {h['best_val_loss']:.4f} did not beat the frozen head's "
-            f"{history['best_val_loss']:.4f}; keeping the frozen-feature model")
-        for v, b in zip(head.variables, before):
-            v.assign(b)
+        log(f"fine-tune: no epoch beat the frozen head's validation accuracy {start['accuracy']:.3f}; "
+            "keeping the frozen-feature model")
         return fx.extract, summary
+    summary["test"] = metrics(y[test_idx], predict(result["forward"], test_items, fx.model, config.batch_size).argmax(1),
+                              dataset.labels)
+    summary["test_accuracy"] = summary["test"]["accuracy"]
     return graph, summary
 
 

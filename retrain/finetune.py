@@ -56,9 +56,13 @@ def predict(forward, items, model, batch_size: int = 32) -> np.ndarray:
     return np.concatenate(batches) if batches else np.zeros((0, 0), np.float32)
 
 
-def fine_tune(graph, head, extractor, train, val, classes: int, config, checkpoint=None, resume: bool = False,
-              progress: bool = True, log=print) -> dict:
+def fine_tune(graph, head, extractor, train, val, classes: int, config, start: dict | None = None, checkpoint=None,
+              resume: bool = False, progress: bool = True, log=print) -> dict:
     """Train ``graph``'s variables and ``head`` together; the best validation epoch is restored.
+
+    Epochs are judged by validation accuracy (ties: lower loss): fine-tuning makes the head more
+    confident, which raises the validation loss of a model that classifies better. An epoch must beat
+    ``start`` (the phase-1 model's validation result); when none does, the weights go back to it.
 
     Args:
         graph: a ``TrainableGraph`` (the backbone up to the feature node).
@@ -66,6 +70,7 @@ def fine_tune(graph, head, extractor, train, val, classes: int, config, checkpoi
         extractor: the ``FeatureExtractor`` (model, preprocessing, layout).
         train, val: lists of ``(path, label index)``.
         config: ``TrainConfig`` (``fine_tune_epochs``, ``fine_tune_learning_rate``, ``augment``, ``seed``).
+        start: ``{"loss", "accuracy"}`` of the model before fine-tuning, on ``val``.
     """
     import keras
 
@@ -104,7 +109,7 @@ def fine_tune(graph, head, extractor, train, val, classes: int, config, checkpoi
         return result
 
     spec = FitSpec("fine-tune", variables, head.non_trainable_variables + optimizer.variables,
-                   run_epoch, validate, config.fine_tune_epochs, config.fine_tune_patience)
+                   run_epoch, validate, config.fine_tune_epochs, config.fine_tune_patience, monitor="accuracy", start=start)
     history = fit(spec, checkpoint, resume, log)
     history["trainable_layers"] = graph.trainable_layer_names
     history["trainable_parameters"] = int(sum(np.prod(v.shape) for v in graph.trainable_variables))

@@ -31,7 +31,11 @@ class FitSpec:
         other_variables: saved and restored on resume, not rolled back (optimizer state).
         run_epoch: ``run_epoch(epoch) -> {"loss": float, "accuracy": float}`` trains one epoch.
         validate: ``validate() -> {"loss": float, "accuracy": float}`` on the validation split.
-        epochs, patience: the maximum epochs; epochs without a better validation loss before stopping.
+        epochs, patience: the maximum epochs; epochs without a better validation score before stopping.
+        monitor: ``"loss"`` (lower validation loss is better) or ``"accuracy"`` (higher validation
+            accuracy, ties broken by lower loss).
+        start: the validation result of the weights as they are (epoch 0); an epoch must beat it to be
+            kept, so when none does the starting weights are restored. ``None``: any first epoch counts.
     """
 
     name: str
@@ -41,6 +45,14 @@ class FitSpec:
     validate: Callable[[], dict]
     epochs: int
     patience: int
+    monitor: str = "loss"
+    start: dict | None = None
+
+    def score(self, result: dict) -> list:
+        """Larger is better."""
+        if self.monitor == "accuracy":
+            return [float(result["accuracy"]), -float(result["loss"])]
+        return [-float(result["loss"])]
 
 
 def _save(path: Path, spec: FitSpec, best: list, meta: dict) -> None:
@@ -65,10 +77,13 @@ def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log
 
     Returns:
         ``{"loss": [...], "accuracy": [...], "val_loss": [...], "val_accuracy": [...],
-        "best_epoch": int, "resumed_from_epoch": int | None}``.
+        "best_epoch": int (0: no epoch beat ``spec.start``), "best_val_loss", "best_val_accuracy",
+        "monitor", "resumed_from_epoch": int | None}``.
     """
+    start = spec.start or {"loss": float("inf"), "accuracy": float("-inf")}
     meta = {"epoch": 0, "history": {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []},
-            "best_loss": float("inf"), "best_epoch": 0, "wait": 0, "done": False}
+            "best_loss": float(start["loss"]), "best_accuracy": float(start["accuracy"]),
+            "best_score": spec.score(start), "best_epoch": 0, "wait": 0, "done": False}
     best = [np.asarray(v.numpy()) for v in spec.model_variables]
     resumed = None
     if resume and checkpoint is not None and checkpoint.exists():
@@ -83,8 +98,9 @@ def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log
                            ("val_loss", val["loss"]), ("val_accuracy", val["accuracy"])):
             meta["history"][key].append(float(value))
         meta["epoch"] = epoch + 1
-        if val["loss"] < meta["best_loss"]:
-            meta.update(best_loss=float(val["loss"]), best_epoch=epoch + 1, wait=0)
+        if spec.score(val) > meta["best_score"]:
+            meta.update(best_loss=float(val["loss"]), best_accuracy=float(val["accuracy"]), best_score=spec.score(val),
+                        best_epoch=epoch + 1, wait=0)
             best = [np.asarray(v.numpy()) for v in spec.model_variables]
         else:
             meta["wait"] += 1
@@ -96,4 +112,4 @@ def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log
     if checkpoint is not None:
         _save(checkpoint, spec, best, meta)
     return {**meta["history"], "best_epoch": meta["best_epoch"], "best_val_loss": meta["best_loss"],
-            "resumed_from_epoch": resumed}
+            "best_val_accuracy": meta["best_accuracy"], "monitor": spec.monitor, "resumed_from_epoch": resumed}

@@ -63,8 +63,9 @@ def write_report_html(report: dict, folder: Path) -> Path:
     phases = f"Frozen features: {report['test_frozen_features']['accuracy']:.1%}."
     if "fine_tune" in report:
         ft = report["fine_tune"]
-        phases += (f" Fine-tuned (last {ft['layers']} weight layers, {ft['parameters']:,} weights): {ft['test_accuracy']:.1%}, "
-                   + ("kept (lower validation loss)." if ft["kept"] else "not kept: its validation loss was not lower."))
+        phases += (f" Fine-tuned (last {ft['layers']} weight layers, {ft['parameters']:,} weights): "
+                   + (f"{ft['test_accuracy']:.1%}, kept (higher validation accuracy)." if ft["kept"]
+                      else "not kept: no epoch beat the frozen head's validation accuracy."))
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.get("seconds", {}).items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>transferjs retraining report</title>

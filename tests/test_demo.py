@@ -23,7 +23,7 @@ def test_demo_runs_the_main_job(tmp_path):
     report = json.loads((tmp_path / "classifier" / "report.json").read_text())
     assert report["dataset"]["counts"] == {c: 24 for c in ("activities", "animals-nature", "food-drink", "objects", "travel-places")}
     assert report["test"]["accuracy"] > 0.4  # chance is 0.2
-    assert report["fine_tune"]["layers"] == 4 and "fine-tuned (4 layers)" in out
+    assert report["fine_tune"]["layers"] == 16 and "fine-tuned (16 layers)" in out
     assert (tmp_path / "classifier" / "tfjs-transfer" / "head" / "model.json").is_file()
     assert (tmp_path / "classifier-uint8" / "model.json").is_file()
     assert out.count(" true ") >= 5  # held-out images predicted by the bundle in Node.js
