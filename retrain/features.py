@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,20 @@ def default_feature_node(graph_def, frozen) -> str:
     )
 
 
+def graph_key(graph, preprocessing, layout) -> str:
+    """What the features depend on, hashed: the op types and weights on the path to the feature node,
+    the preprocessing and the layout — not node names, which differ each time a model is converted."""
+    import dataclasses
+
+    h = hashlib.sha256(json.dumps([dataclasses.asdict(preprocessing), layout], sort_keys=True).encode())
+    for name in graph.ancestors():
+        node = graph.nodes[name]
+        h.update(node.op.encode())
+        if node.op == "Const":
+            h.update(node.attr["value"].tensor.SerializeToString())
+    return h.hexdigest()[:16]
+
+
 class FeatureExtractor:
     """Runs the backbone up to the feature node.
 
@@ -96,10 +111,7 @@ class FeatureExtractor:
         self.extract = self.trainable(0)
         self._fn = tf.function(self.extract, input_signature=[tf.TensorSpec([None, *self.input.shape[1:]], tf.float32)])
         self.dim = int(self._fn.get_concrete_function().structured_outputs.shape[-1])
-        # Keyed by the SavedModel's files (the frozen GraphDef's bytes differ from run to run).
-        from converter.sources.base import file_sha256
-
-        self.key = hashlib.sha256((file_sha256(model.saved_model) + self.node).encode()).hexdigest()[:16]
+        self.key = graph_key(self.extract, model.preprocessing, self.input.layout)
 
     def trainable(self, layers: int):
         """The backbone up to the feature node with its last ``layers`` weight layers as variables."""

@@ -85,3 +85,22 @@ def test_retrain_refuses_bad_data_before_training(tiny_converted, tmp_path):
     proc = run_cli("retrain", tiny_converted.model.directory, "--data", tmp_path / "data", "-o", tmp_path / "out")
     assert proc.returncode == 2 and "without images" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_feature_cache_key_survives_reconversion_and_follows_preprocessing(tiny_onnx, tiny_converted, tmp_path):
+    """Converting the same model again hits the cache (node names differ); other preprocessing misses it."""
+    import dataclasses
+
+    from converter import convert
+    from converter.model import ConvertedModel
+    from retrain import _preprocessing
+    from retrain.features import FeatureExtractor
+
+    again = convert(tiny_onnx, tmp_path / "again").model
+    keys = []
+    for model in (ConvertedModel.load(tiny_converted.model.directory), again):
+        model.preprocessing = _preprocessing(model)
+        keys.append(FeatureExtractor(model).key)
+    assert keys[0] == keys[1]
+    again.preprocessing = dataclasses.replace(again.preprocessing, mean=(0.5, 0.5, 0.5))
+    assert FeatureExtractor(again).key != keys[0]

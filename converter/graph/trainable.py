@@ -47,7 +47,7 @@ class TrainableGraph:
 
         self.graph_def, self.input_name, self.output_name = graph_def, input_name, output_name
         self.nodes = {n.name: n for n in graph_def.node}
-        self.weight_layers = [n for n in self._ancestors() if self.nodes[n].op in WEIGHT_OPS]
+        self.weight_layers = [n for n in self.ancestors() if self.nodes[n].op in WEIGHT_OPS]
         top = self.weight_layers[max(0, len(self.weight_layers) - trainable_layers):] if trainable_layers > 0 else []
         self.trainable_layer_names = top
         self.variables: dict[str, tf.Variable] = {}
@@ -59,7 +59,7 @@ class TrainableGraph:
     def trainable_variables(self) -> list:
         return list(self.variables.values())
 
-    def _ancestors(self) -> list[str]:
+    def ancestors(self) -> list[str]:
         """Nodes the output depends on, in the GraphDef's (topological) order."""
         seen, stack = set(), [_base(self.output_name)]
         while stack:
