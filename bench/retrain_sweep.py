@@ -185,7 +185,7 @@ def from_scratch(train: list, val: list, test: list, epochs: int, seed: int = 0,
     model = EfficientNet.from_name("efficientnet-lite0", num_classes=CLASSES, image_size=64)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), learning_rate)
-    weights = torch.tensor([class_weights(yt.numpy(), CLASSES)[c] for c in range(CLASSES)], dtype=torch.float32)
+    weights = torch.from_numpy(class_weights(yt.numpy(), CLASSES))
 
     def norm(x):
         return ((x - 0.5) / 0.5).contiguous(memory_format=torch.channels_last)

@@ -210,7 +210,7 @@ def _fine_tune(fx, head, history, dataset, idx, y, test_idx, config, checkpoints
                        checkpoints / "fine_tune.npz", resume, progress, log)
     h = result["history"]
     kept = h["best_epoch"] > 0
-    test_items = [(dataset.items[i][0], int(y[i])) for i in test_idx]
+    test_items = items["test"] or items["val"]  # as test_idx
     summary = {"layers": len(h["trainable_layers"]), "parameters": h["trainable_parameters"], "history": h, "kept": kept,
                "selected_by": "validation accuracy (ties: loss), against the frozen head's"}
     if not kept:
@@ -239,7 +239,7 @@ def _export(out, overwrite, backbone, fx, graph, head, labels, report, seconds, 
     t = time.perf_counter()
     (inp,) = backbone.inputs
     spec = tf.TensorSpec([None, *fx.input.shape[1:]], tf.float32, name=inp.name)
-    variables = getattr(graph, "trainable_variables", [])
+    variables = graph.trainable_variables
     with tempfile.TemporaryDirectory() as work, atomic_output_dir(out, overwrite) as tmp:
         _saved_model(lambda x: head(graph(x), training=False), tmp / "saved_model", spec, "probabilities", [head, *variables])
         model = ConvertedModel(

@@ -87,7 +87,7 @@ def fine_tune(graph, head, extractor, train, val, classes: int, config, start: d
         return head(graph(x), training=training)
 
     step = train_step(forward, variables, optimizer, classes, config.label_smoothing)
-    weights = np.array([class_weights(y_train, classes)[c] for c in range(classes)], np.float32)
+    weights = class_weights(y_train, classes)
     y_val = np.array([label for _, label in val])
 
     bars = []

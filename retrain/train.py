@@ -58,11 +58,10 @@ def build_head(dim: int, classes: int, config: TrainConfig):
     return keras.Model(inp, out, name="head")
 
 
-def class_weights(y: np.ndarray, classes: int) -> dict[int, float]:
-    """Inverse-frequency weights, mean 1: imbalanced classes count alike."""
+def class_weights(y: np.ndarray, classes: int) -> np.ndarray:
+    """Inverse-frequency weight per class (float32, mean 1 over the samples): imbalanced classes count alike."""
     counts = np.bincount(y, minlength=classes).astype(float)
-    w = counts.sum() / (classes * np.maximum(counts, 1))
-    return {i: float(v) for i, v in enumerate(w)}
+    return (counts.sum() / (classes * np.maximum(counts, 1))).astype(np.float32)
 
 
 def train_step(forward, variables: list, optimizer, classes: int, label_smoothing: float):
@@ -106,7 +105,7 @@ def train_head(x_train, y_train, x_val, y_val, classes: int, config: TrainConfig
     optimizer.build(head.trainable_variables)
     step = train_step(lambda x, training: head(x, training=training), head.trainable_variables, optimizer,
                       classes, config.label_smoothing)
-    weights = np.array([class_weights(y_train, classes)[c] for c in range(classes)], np.float32)
+    weights = class_weights(y_train, classes)
     bar = Progress("head", config.epochs, enabled=progress)
 
     def run_epoch(epoch: int) -> dict:
