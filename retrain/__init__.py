@@ -121,6 +121,8 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
     import dataclasses
     import shutil
 
+    import tensorflow as tf
+
     from converter.atomic import check_writable
     from converter.errors import InputError
     from converter.model import ConvertedModel
@@ -130,8 +132,6 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
     from retrain.train import metrics, raw_pixel_baseline, train_head
 
     check_writable(out, overwrite)
-    import tensorflow as tf
-
     tf.config.experimental.enable_op_determinism()  # the same seed gives the same numbers, threads or not
     seconds = {}
     t = time.perf_counter()
@@ -160,6 +160,7 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
     y = np.array([label for _, label in dataset.items])
     idx = {k: [i for i in v if ok[i]] for k, v in parts.items()}
     if not idx["train"] or not idx["val"]:
+        shutil.rmtree(checkpoints, ignore_errors=True)
         raise InputError("No readable training or validation images are left")
 
     t = time.perf_counter()
