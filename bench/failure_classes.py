@@ -92,6 +92,18 @@ class Recorder:
 REC = Recorder()
 
 
+def _record_result(module, name: str, field: str) -> None:
+    """Wrap ``module.name`` so that each call's result is also stored as ``REC.<field>``."""
+    original = getattr(module, name)
+
+    def recorded(*args, **kwargs):
+        result = original(*args, **kwargs)
+        setattr(REC, field, result)
+        return result
+
+    setattr(module, name, recorded)
+
+
 def install_hooks() -> None:
     from converter import graph_ops, parity_run, pipeline
     from converter.export import tfjs_passes
@@ -120,13 +132,7 @@ def install_hooks() -> None:
 
     pipeline._describe = describe
 
-    orig_load = pipeline.load_source
-
-    def load_source(*args, **kwargs):
-        REC.source = orig_load(*args, **kwargs)
-        return REC.source
-
-    pipeline.load_source = load_source
+    _record_result(pipeline, "load_source", "source")
 
     orig_tf = parity_run.source_vs_tensorflow
 
@@ -152,13 +158,7 @@ def install_hooks() -> None:
 
     parity_run.source_vs_tfjs = source_vs_tfjs
 
-    orig_hist = graph_ops.op_histogram
-
-    def op_histogram(*args, **kwargs):
-        REC.tf_ops = orig_hist(*args, **kwargs)
-        return REC.tf_ops
-
-    graph_ops.op_histogram = op_histogram
+    _record_result(graph_ops, "op_histogram", "tf_ops")
 
     orig_js_hist = graph_ops.tfjs_op_histogram
 
