@@ -36,7 +36,7 @@ test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m converter.demo --out $(OUT) $(if $(DATA),--data $(DATA))
+	$(PY) -m transferjs.demo --out $(OUT) $(if $(DATA),--data $(DATA))
 
 # Re-resolve every Python pin from pyproject.toml into requirements.lock (needs the registry).
 lock:

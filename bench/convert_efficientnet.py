@@ -62,10 +62,10 @@ def child_transferjs(out_dir: str, result_json: str) -> int:
     """Side A, in a fresh process: ``convert()`` as ``transferjs convert`` would run it."""
     t_start = time.perf_counter()
     sys.path.insert(0, str(REPO))
-    from converter.logs import configure
+    from transferjs.console import configure
 
     configure(verbose=False)  # what the CLI does before importing TensorFlow
-    from converter.demo import efficientnet_lite0_weights
+    from transferjs.demo import efficientnet_lite0_weights
     from converter.pipeline import ConvertOptions, convert
 
     options = ConvertOptions(input_shapes={"image": SHAPE}, model_factory=FACTORY, model_kwargs=FACTORY_KWARGS)

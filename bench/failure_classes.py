@@ -1,34 +1,24 @@
 """Survey of issue 5's failure classes: convert one small model per class, say where it breaks.
 
-    .venv/bin/python bench/failure_classes.py [--only grouped,lstm] [--probes] [--timeout 400] [--json PATH]
+    .venv/bin/python bench/failure_classes.py [--only grouped,lstm] [--timeout 400] [--json PATH]
 
 Each case of ``fixtures.failure_classes.CASES`` goes through the project's real
-path, ``converter.pipeline.convert`` with default options (parity in TensorFlow
-and in TF.js wasm, tolerance atol 1e-4 / rtol 1e-3), into a temporary folder.
-Only read-only hooks are added (no behaviour changes), to record what the report
-would hold when a conversion fails part-way:
-
-- which stage was running when an error was raised (``pipeline._Timer.stage``);
-- every ``ParityReport`` (TF and TF.js), also for outputs that passed;
-- the TF and TF.js op histograms, the TF.js passes applied, and the conv/matmul
-  nodes of ``model.json`` (op, filter shape, fused ops, bias shape);
-- when TF.js wasm fails or disagrees, the same bundle is also run on the TF.js
-  ``cpu`` backend (diagnosis only; not part of the pipeline's verdict).
+path, ``converter.convert`` with default options (parity in TensorFlow and in TF.js
+wasm, tolerance atol 1e-4 / rtol 1e-3), into a temporary folder. What happened is
+read from the conversion's report — ``result.report``, or ``err.report`` when it
+raised (the stages reached and the one that failed, every ``ParityReport``, the TF
+and TF.js op histograms, the TF.js passes) — plus, for a finished conversion, the
+conv/matmul nodes of its ``model.json``. When TF.js wasm disagrees, the case is
+converted again checked on the TF.js ``cpu`` backend (diagnosis only).
 
 Typed errors (``converter.errors.*``, ``NodeRuntimeError``) are the expected
 outcomes; anything else is recorded as "unexpected". Prints a Markdown table on
 stdout and writes ``bench/results/failure_classes.json``.
-
-``--probes`` also runs ``PROBES``, one child process each: the same cases with a
-fix candidate that needs no code change (an onnx2tf flag added to the request the
-pipeline writes, a ``ConvertOptions`` field, or ``TF_ENABLE_ONEDNN_OPTS=0``), and
-prints them as a second table (JSON key ``probes``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -66,129 +56,7 @@ class CaseTimeout(Exception):
     pass
 
 
-# ----------------------------------------------------------------------------- hooks
-
-
-class Recorder:
-    """What the hooks saw during the current case."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.stages: list[str] = []
-        self.failed_in: str | None = None
-        self.source = None
-        self.parity: dict[str, dict] = {}
-        self.cpu: dict | None = None
-        self.tf_ops: dict | None = None
-        self.tfjs_ops: dict | None = None
-        self.tfjs_nodes: list[dict] = []
-        self.passes: dict | None = None
-        self.tfjs_signature: dict | None = None
-        self.converted_inputs: list | None = None
-
-
-REC = Recorder()
-
-
-def _record_result(module, name: str, field: str) -> None:
-    """Wrap ``module.name`` so that each call's result is also stored as ``REC.<field>``."""
-    original = getattr(module, name)
-
-    def recorded(*args, **kwargs):
-        result = original(*args, **kwargs)
-        setattr(REC, field, result)
-        return result
-
-    setattr(module, name, recorded)
-
-
-def install_hooks() -> None:
-    from converter import graph_ops, parity_run, pipeline
-    from converter.export import tfjs_passes
-
-    orig_stage = pipeline._Timer.stage
-
-    @contextlib.contextmanager
-    def stage(self, name):
-        REC.stages.append(name)
-        try:
-            with orig_stage(self, name):
-                yield
-        except BaseException:
-            REC.failed_in = REC.failed_in or name
-            raise
-
-    pipeline._Timer.stage = stage
-
-    orig_describe = pipeline._describe
-
-    def describe(*args, **kwargs):
-        model = orig_describe(*args, **kwargs)
-        REC.converted_inputs = [{"name": t.name, "shape": t.shape, "layout": t.layout, "source_layout": t.source_layout}
-                                for t in model.inputs]
-        return model
-
-    pipeline._describe = describe
-
-    _record_result(pipeline, "load_source", "source")
-
-    orig_tf = parity_run.source_vs_tensorflow
-
-    def source_vs_tensorflow(*args, **kwargs):
-        samples, ref, report = orig_tf(*args, **kwargs)
-        REC.parity["tensorflow"] = report.to_dict()
-        return samples, ref, report
-
-    parity_run.source_vs_tensorflow = source_vs_tensorflow
-
-    orig_js = parity_run.source_vs_tfjs
-
-    def source_vs_tfjs(source, model, bundle_dir, samples, ref, options):
-        try:
-            report = orig_js(source, model, bundle_dir, samples, ref, options)
-        except Exception:
-            _try_cpu(orig_js, source, model, bundle_dir, samples, ref, options)
-            raise
-        REC.parity["tfjs"] = report.to_dict()
-        if not report.ok:
-            _try_cpu(orig_js, source, model, bundle_dir, samples, ref, options)
-        return report
-
-    parity_run.source_vs_tfjs = source_vs_tfjs
-
-    _record_result(graph_ops, "op_histogram", "tf_ops")
-
-    orig_js_hist = graph_ops.tfjs_op_histogram
-
-    def tfjs_op_histogram(bundle_dir):
-        REC.tfjs_ops = orig_js_hist(bundle_dir)
-        REC.tfjs_nodes = tfjs_compute_nodes(Path(bundle_dir) / "model.json")
-        signature = json.loads((Path(bundle_dir) / "model.json").read_text()).get("signature", {})
-        REC.tfjs_signature = {k: v.get("name") for k, v in signature.get("outputs", {}).items()}
-        return REC.tfjs_ops
-
-    graph_ops.tfjs_op_histogram = tfjs_op_histogram
-
-    orig_passes = tfjs_passes.apply_passes
-
-    def apply_passes(model_json):
-        REC.passes = orig_passes(model_json)
-        return REC.passes
-
-    tfjs_passes.apply_passes = apply_passes
-
-
-def _try_cpu(orig_js, source, model, bundle_dir, samples, ref, options) -> None:
-    """Diagnosis only: the same bundle and samples on the TF.js cpu backend."""
-    if options.backend == "cpu":
-        return
-    try:
-        report = orig_js(source, model, bundle_dir, samples, ref, dataclasses.replace(options, backend="cpu"))
-        REC.cpu = {"ok": report.ok, "max_abs": _max_abs(report.to_dict()), "report": report.to_dict()}
-    except Exception as e:
-        REC.cpu = {"ok": False, "error": f"{type(e).__name__}: " + re.sub(r" on '[^']*'(?=:)", "", _first_line(e))}
+# ----------------------------------------------------------------------------- one case
 
 
 _COMPUTE = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative", "MatMul", "_FusedMatMul", "BatchMatMul", "BatchMatMulV2"}
@@ -245,15 +113,6 @@ def _failing_outputs(parity: dict | None) -> list[str]:
             for k, o in parity["outputs"].items() if not (o["within_tolerance"] and o["shape_ok"])]
 
 
-def _onnx_ops(source) -> dict | None:
-    model = getattr(source, "converted_onnx", None) or getattr(source, "model", None)
-    if model is None or not hasattr(model, "graph"):
-        return None
-    from collections import Counter
-
-    return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
-
-
 def _options_label(opts: dict) -> str:
     parts = []
     if "input_shapes" in opts:
@@ -263,145 +122,88 @@ def _options_label(opts: dict) -> str:
     return " ".join(parts)
 
 
-# Not the pipeline's defaults: what each fix candidate that needs no code change does
-# (an onnx2tf flag, a ConvertOptions field, or TF_ENABLE_ONEDNN_OPTS=0 for the whole
-# process, which also covers the in-process tensorflowjs conversion). Each runs in its
-# own child process. (builder name, ConvertOptions fields, onnx2tf kwargs, oneDNN off)
-PROBES = [
-    ("class1_grouped_conv", {}, {"disable_group_convolution": True}, False),
-    ("class3_hardswish", {}, {}, True),
-    ("class3b_gelu_silu", {}, {}, True),
-    ("class6_transformer_mha", {}, {}, True),
-    ("class6b_transformer_hand", {}, {"disable_strict_mode": True}, True),
-    ("class7_yolo_dist2bbox", {"batch": "static"}, {}, False),
-    ("class9_lstm_state", {"batch": "static"}, {"keep_shape_absolutely_input_names": ["x", "h0", "c0"], "enable_rnn_unroll": True}, False),
-    ("class9b_gru_state", {"batch": "static"}, {"keep_shape_absolutely_input_names": ["x", "h0"], "enable_rnn_unroll": True}, False),
-]
-
-
-def inject_onnx2tf_kwargs(extra: dict) -> None:
-    """Add ``extra`` to every onnx2tf request the pipeline writes (probe child processes only)."""
-    import subprocess
-
-    orig_run = subprocess.run
-
-    def run(cmd, *args, **kwargs):
-        if isinstance(cmd, list) and "converter.sources.onnx2tf_runner" in cmd:
-            req = Path(cmd[-2])
-            req.write_text(json.dumps({**json.loads(req.read_text()), **extra}))
-        return orig_run(cmd, *args, **kwargs)
-
-    subprocess.run = run
-
-
-def _probe_label(opts: dict, kwargs: dict, onednn_off: bool) -> str:
-    parts = [_options_label(opts)] if opts else []
-    parts += [f"onnx2tf {k}={json.dumps(v)}" for k, v in kwargs.items()]
-    parts += ["TF_ENABLE_ONEDNN_OPTS=0"] if onednn_off else []
-    return ", ".join(parts)
-
-
-def run_probes(timeout: int) -> list[dict]:
-    """Each probe in a child process of this script (``--probe-index``); return their entries."""
-    import os
-    import subprocess
-
-    entries = []
-    for i, (name, opts, kwargs, onednn_off) in enumerate(PROBES):
-        log(f"[probe {i + 1}/{len(PROBES)}] {name}: {_probe_label(opts, kwargs, onednn_off)}")
-        env = dict(os.environ, **({"TF_ENABLE_ONEDNN_OPTS": "0"} if onednn_off else {}))
-        with tempfile.TemporaryDirectory(prefix="transferjs-probe-") as tmp:
-            res = Path(tmp) / "probe.json"
-            proc = subprocess.run([sys.executable, __file__, "--probe-index", str(i), "--json", str(res), "--timeout", str(timeout)],
-                                  env=env, capture_output=True, text=True, timeout=timeout + 120)
-            if res.exists():
-                entry = json.loads(res.read_text())
-            else:
-                entry = {"class": "", "model": name, "options": _probe_label(opts, kwargs, onednn_off), "stage": "?",
-                         "result": f"probe process failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}",
-                         "max_abs_tf": None, "max_abs_tfjs": None}
-        log(f"    -> {entry['stage']}: {entry['result'][:160]}")
-        entries.append(entry)
-    return entries
-
-
 def run_case(cls: str, builder, opts: dict, output_names, work: Path, timeout: int) -> dict:
-    """Build and convert one case; return what happened."""
+    """Build and convert one case; return what happened, read from the conversion's report."""
     import converter
     from converter.errors import ParityError, TransferJSError
 
-    REC.reset()
     entry = {"class": cls, "model": builder.__name__, "options": _options_label(opts)}
     t0 = time.perf_counter()
     folder = work / builder.__name__
     src, example, what = builder(folder / "src")
     entry["description"] = what
     options = converter.ConvertOptions(**opts)
-    kwargs = {}
-    if example is not None and not isinstance(src, (str, Path)):
-        kwargs = {"example_inputs": example, "output_names": output_names}
+    kwargs = {"example_inputs": example, "output_names": output_names} if example is not None and not isinstance(src, (str, Path)) else {}
     out = folder / f"out{len(list(folder.glob('out*')))}"
-
-    def on_alarm(signum, frame):
-        raise CaseTimeout(f"no result after {timeout} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(timeout)
-    error = None
-    try:
-        result = converter.convert(src, out, options, **kwargs)
-        entry["report_passes"] = result.report.get("tfjs", {}).get("passes")
-    except TransferJSError as e:
-        error = e
-    except CaseTimeout as e:
-        error = e
-    except Exception as e:  # untyped: a bug of ours (or a framework's) the table must show
-        error = e
-        entry["traceback"] = traceback.format_exc()[-3000:]
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+    error, report = _convert_with_timeout(lambda: converter.convert(src, out, options, **kwargs), timeout)
     entry["seconds"] = round(time.perf_counter() - t0, 1)
-    entry["stages_entered"] = list(dict.fromkeys(REC.stages))
+    if isinstance(error, Exception) and not isinstance(error, (TransferJSError, CaseTimeout)):
+        entry["traceback"] = "".join(traceback.format_exception(error))[-3000:]
+    report = report.to_dict() if report is not None else {}
+    entry["stages_entered"] = report.get("stages", []) + ([report["failed_stage"]] if report.get("failed_stage") else [])
     if error is None:
-        entry["stage"] = "done"
-        entry["result"] = "ok"
+        entry["stage"], entry["result"] = "done", "ok"
     else:
         typed = isinstance(error, TransferJSError)
         entry["error_type"] = type(error).__name__
         entry["error"] = _plain(str(error))[:4000]
         first = re.sub(r" on '[^']*'(?=:)", "", _first_line(error))  # the bundle's temporary path
         entry["result"] = f"{'' if typed else 'unexpected '}{type(error).__name__}: {first}"
-        if REC.failed_in is not None:
-            entry["stage"] = STAGES.get(REC.failed_in, REC.failed_in)
+        if report.get("failed_stage"):
+            entry["stage"] = STAGES.get(report["failed_stage"], report["failed_stage"])
         elif isinstance(error, ParityError):  # raised after all stages ran
             entry["stage"] = "parity TF" if any(r.candidate == "tensorflow" for r in error.reports) else "parity TF.js"
         else:
             entry["stage"] = "?"
-        if entry["stage"] == "onnx2tf" and getattr(REC.source, "format", None) == "keras":
+        if entry["stage"] == "onnx2tf" and report.get("source", {}).get("format") == "keras":
             entry["stage"] = "SavedModel (Keras)"
-    entry["parity"] = REC.parity
-    entry["max_abs_tf"] = _max_abs(REC.parity.get("tensorflow"))
-    entry["max_abs_tfjs"] = _max_abs(REC.parity.get("tfjs"))
-    entry["failing_outputs"] = {k: _failing_outputs(v) for k, v in REC.parity.items() if _failing_outputs(v)}
-    entry["divergence"] = (REC.parity.get("tensorflow") or {}).get("divergence")
-    entry["tfjs_cpu"] = REC.cpu
-    entry["onnx_ops"] = _onnx_ops(REC.source)
-    entry["onnx_passes"] = getattr(REC.source, "details", {}).get("onnx_passes") if REC.source is not None else None
-    entry["tf_ops"] = REC.tf_ops
-    entry["tfjs_ops"] = REC.tfjs_ops
-    entry["tfjs_passes"] = REC.passes
-    entry["tfjs_compute_nodes"] = REC.tfjs_nodes
-    entry["tfjs_signature_outputs"] = REC.tfjs_signature  # signature key -> tensor in model.json
-    entry["converted_inputs"] = REC.converted_inputs  # as _describe recorded them (spec.json)
-    entry["model_io"] = _io(REC.source)
+    parity = report.get("parity", {})
+    entry["parity"] = parity
+    entry["max_abs_tf"] = _max_abs(parity.get("tensorflow"))
+    entry["max_abs_tfjs"] = _max_abs(parity.get("tfjs"))
+    entry["failing_outputs"] = {k: _failing_outputs(v) for k, v in parity.items() if _failing_outputs(v)}
+    entry["divergence"] = (parity.get("tensorflow") or {}).get("divergence")
+    entry["tfjs_cpu"] = _cpu_diagnosis(src, out, options, kwargs, timeout) if "tfjs" in entry["failing_outputs"] else None
+    entry["onnx_passes"] = report.get("source", {}).get("onnx_passes")
+    entry["tf_ops"] = report.get("op_histogram")
+    tfjs = report.get("tfjs") or {}
+    entry["tfjs_ops"], entry["tfjs_passes"] = tfjs.get("op_histogram"), tfjs.get("passes")
+    model_json = out / "tfjs" / "model.json"  # only a finished conversion leaves its bundle
+    entry["tfjs_compute_nodes"] = tfjs_compute_nodes(model_json) if model_json.is_file() else []
+    signature = json.loads(model_json.read_text()).get("signature", {}) if model_json.is_file() else {}
+    entry["tfjs_signature_outputs"] = {k: v.get("name") for k, v in signature.get("outputs", {}).items()}
+    entry["converted_inputs"] = [{k: t[k] for k in ("name", "shape", "layout", "source_layout")}
+                                 for t in (report.get("model") or {}).get("inputs", [])]
     return entry
 
 
-def _io(source) -> dict | None:
-    if source is None:
-        return None
-    return {"inputs": [{"name": t.name, "shape": t.shape, "dtype": t.dtype} for t in source.inputs], "outputs": list(source.output_names)}
+def _convert_with_timeout(call, timeout: int):
+    """``(error or None, ConversionReport or None)`` of ``call()``, stopped after ``timeout`` seconds."""
+
+    def on_alarm(signum, frame):
+        raise CaseTimeout(f"no result after {timeout} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(timeout)
+    try:
+        return None, call().report
+    except Exception as e:  # typed errors are outcomes; others are bugs the table must show
+        return e, getattr(e, "report", None)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _cpu_diagnosis(src, out: Path, options, kwargs: dict, timeout: int) -> dict:
+    """Diagnosis only: the same conversion checked on the TF.js cpu backend instead of wasm."""
+    import converter
+
+    error, report = _convert_with_timeout(
+        lambda: converter.convert(src, out.with_name(out.name + "-cpu"), dataclasses.replace(options, backend="cpu"), **kwargs), timeout)
+    parity = (report.to_dict() if report else {}).get("parity", {}).get("tfjs")
+    if parity is None:
+        return {"ok": False, "error": _first_line(error) if error else "no TF.js parity"}
+    return {"ok": parity["ok"], "max_abs": _max_abs(parity), "report": parity}
 
 
 # ----------------------------------------------------------------------------- table
@@ -446,28 +248,14 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="comma-separated substrings of builder names or classes")
     parser.add_argument("--timeout", type=int, default=400, help="seconds per case")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
-    parser.add_argument("--probes", action="store_true", help="also run PROBES (fix candidates that need no code change)")
-    parser.add_argument("--probe-index", type=int, help=argparse.SUPPRESS)  # one probe, in a child process
     args = parser.parse_args(argv)
 
-    from converter.logs import configure
+    from transferjs.console import configure
 
     configure(verbose=False)  # framework start-up noise to the native log, as the CLI does
     from converter.pipeline import library_versions
     from fixtures.failure_classes import CASES
 
-    install_hooks()
-    if args.probe_index is not None:
-        import fixtures.failure_classes as fc
-
-        name, opts, kwargs, onednn_off = PROBES[args.probe_index]
-        inject_onnx2tf_kwargs(kwargs)
-        cls, _, _, outs = next(c for c in CASES if c[1].__name__ == name)
-        with tempfile.TemporaryDirectory(prefix="transferjs-probe-") as tmp:
-            entry = run_case(cls, getattr(fc, name), opts, outs, Path(tmp), args.timeout)
-        entry["options"] = _probe_label(opts, kwargs, onednn_off)
-        args.json.write_text(json.dumps(entry, default=str))
-        return 0
     cases = CASES
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -488,14 +276,7 @@ def main(argv=None) -> int:
             entries.append(entry)
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({**meta, "wall_s": round(time.time() - started, 1), "cases": entries}, indent=1, default=str) + "\n")
-    probes = run_probes(args.timeout) if args.probes else []
-    if probes:
-        args.json.write_text(json.dumps({**meta, "wall_s": round(time.time() - started, 1), "cases": entries, "probes": probes},
-                                        indent=1, default=str) + "\n")
     print(markdown(entries))
-    if probes:
-        print("\nFix candidates that need no code change (not the defaults):\n")
-        print(markdown(probes))
     return 0
 
 

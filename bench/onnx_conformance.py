@@ -417,7 +417,7 @@ def run_converted(saved: Path, inputs: dict, mapping: dict) -> dict:
         CaseFailure: stage ``run``.
     """
     from converter.runtimes.tensorflow import run_saved_model, signature_specs
-    from converter.samples import converted_layout, to_layout
+    from converter.layout import converted_layout, to_layout
 
     keymap = {key: name for name, key in mapping.items()}
     try:
@@ -450,7 +450,7 @@ def compare_outputs(expected: dict, actual: dict, atol: float = ATOL, rtol: floa
     """
     import numpy as np
 
-    from converter.samples import converted_layout, to_layout
+    from converter.layout import converted_layout, to_layout
 
     problems = []
     for name, want in expected.items():
@@ -881,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.worker:
         return worker_main()
-    from converter.logs import configure
+    from transferjs.console import configure
 
     configure()
     cases = select_cases(args.ops.split(",") if args.ops else None, args.limit)

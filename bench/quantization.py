@@ -53,12 +53,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "quantization.json"))
     args = p.parse_args(argv)
 
-    from converter.demo import PREPROCESSING, run
+    from transferjs.demo import PREPROCESSING, run
     from converter.export import write_tfjs_bundle
-    from converter.export.bundle import float32_bytes, shard_bytes
+    from converter.export.weights import float32_bytes, shard_bytes
     from converter.export.tfjs import ExportOptions
     from converter.images import preprocess
-    from converter.logs import configure
+    from transferjs.console import configure
     from converter.runtimes.tfjs_node import run_bundle
 
     configure()

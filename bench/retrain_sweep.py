@@ -294,7 +294,7 @@ def converted_backbone(path: Path | None, work: Path) -> Path:
     """The converted EfficientNet-Lite0 folder: ``path`` if given and present, else convert one."""
     if path is not None and (path / "spec.json").exists():
         return path
-    from converter.demo import run
+    from transferjs.demo import run
 
     run(work / "efficientnet-lite0")
     return work / "efficientnet-lite0"

@@ -13,7 +13,7 @@ A. ``keras.applications.MobileNetV2`` (alpha 1, 224x224, 1000 classes, ``weights
 B. ``fixtures.mobilenet_v2_torch.from_keras`` of the same Keras model (a PyTorch
    module computing the same function) through ``converter.pipeline.convert``
    with default options (ONNX -> onnx2tf -> SavedModel -> TF.js, NHWC input).
-E. EfficientNet-Lite0 (ImageNet weights, ``converter.demo``'s factory) through
+E. EfficientNet-Lite0 (ImageNet weights, ``transferjs.demo``'s factory) through
    ``convert``: no Keras twin, its numbers are reported alone.
 
 Both MobileNetV2 bundles are first checked against Keras on one input (wasm and
@@ -92,7 +92,7 @@ def build_transferjs_bundle(module, example, work: Path, name: str, **convert_kw
 
 
 def build_efficientnet(work: Path):
-    from converter.demo import FACTORY, FACTORY_KWARGS, efficientnet_lite0_weights
+    from transferjs.demo import FACTORY, FACTORY_KWARGS, efficientnet_lite0_weights
     from converter.pipeline import ConvertOptions, convert
 
     options = ConvertOptions(input_shapes={"image": [1, 3, SIZE, SIZE]}, model_factory=FACTORY, model_kwargs=FACTORY_KWARGS)
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
             reports["E"] = res_e.report
             spec_e = res_e.model.inputs[0]
             xe = np.random.default_rng(2).uniform(-1, 1, (1, 3, SIZE, SIZE)).astype(np.float32)
-            from converter.samples import to_layout
+            from converter.layout import to_layout
 
             feeds["E"] = {spec_e.name: to_layout(xe, "NCHW", spec_e.layout)}
             inputs["E"] = {"name": spec_e.name, "shape": spec_e.shape, "layout": spec_e.layout}

@@ -1,6 +1,6 @@
 """Typed errors of transferjs.
 
-Library code raises these; only ``converter.cli`` turns them into exit codes.
+Library code raises these; only ``transferjs.cli`` turns them into exit codes.
 Each error carries everything the user needs in one message (all unsupported
 ops, all failing outputs), never just the first problem found.
 """
@@ -11,10 +11,12 @@ from __future__ import annotations
 class TransferJSError(Exception):
     """Base class of every error transferjs raises on purpose.
 
-    ``exit_code`` is what the CLI returns for it.
+    ``exit_code`` is what the CLI returns for it. ``report`` is the partial report of the
+    operation that failed (e.g. a ``ConversionReport`` with the stages reached), or ``None``.
     """
 
     exit_code = 1
+    report = None
 
 
 class InputError(TransferJSError):

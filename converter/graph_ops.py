@@ -11,6 +11,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from converter.runtimes.tensorflow import serving_function
+
 # Plumbing, not computation: left out of histograms.
 _PLUMBING = {"Placeholder", "Const", "Identity", "NoOp", "IdentityN", "StatefulPartitionedCall", "PartitionedCall"}
 
@@ -19,7 +21,6 @@ def op_histogram(saved_model_dir, signature: str = "serving_default") -> dict[st
     """Count the ops of the frozen serving function (function bodies inlined)."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from converter.runtimes.tensorflow import serving_function
 
     frozen = convert_variables_to_constants_v2(serving_function(saved_model_dir, signature))
     graph_def = frozen.graph.as_graph_def()

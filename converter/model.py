@@ -33,6 +33,8 @@ class TensorSpec:
         source_name: the name in the source model, when it differs.
         source_layout: the layout in the source model (``"NCHW"`` for PyTorch images).
         value_range: (low, high) of valid values for integer inputs such as token ids.
+        meaning: for outputs, what the values are: ``"probabilities"`` (a softmax ends the
+            graph), ``"logits"`` (other classifier rows), ``"features"`` or ``"values"``.
 
     Example:
         >>> TensorSpec("image", [None, 224, 224, 3], "float32", "NHWC")
@@ -45,6 +47,7 @@ class TensorSpec:
     source_name: str | None = None
     source_layout: str | None = None
     value_range: tuple | None = None
+    meaning: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "TensorSpec":
@@ -78,9 +81,19 @@ class Preprocessing:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConvertedModel:
-    """A converted model folder: SavedModel plus its description.
+    """A converted model folder: SavedModel plus its description. Immutable: change a copy
+    (``dataclasses.replace``).
+
+    Args:
+        directory: the folder (``saved_model/``, ``spec.json``).
+        inputs, outputs: the serving signature, in the source's order.
+        source: provenance (format, path, sha256, …).
+        preprocessing: how raw pixels become the image input.
+        labels: class names of the first output.
+        keras_model: path, relative to ``directory``, of the same model as a ``.keras`` file
+            when it came from Keras (what the TF.js layers exporter reads), else ``None``.
 
     Example:
         >>> m = ConvertedModel.load("out/")
@@ -89,15 +102,27 @@ class ConvertedModel:
     """
 
     directory: Path
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
     source: dict = field(default_factory=dict)
     preprocessing: Preprocessing | None = None
-    labels: list[str] | None = None
+    labels: tuple[str, ...] | None = None
+    keras_model: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "directory", Path(self.directory))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(self.labels))
 
     @property
     def saved_model(self) -> Path:
         return self.directory / SAVED_MODEL_DIR
+
+    @property
+    def keras_model_path(self) -> Path | None:
+        return self.directory / self.keras_model if self.keras_model else None
 
     def to_dict(self) -> dict:
         return {
@@ -106,12 +131,17 @@ class ConvertedModel:
             "outputs": [dataclasses.asdict(t) for t in self.outputs],
             "source": self.source,
             "preprocessing": dataclasses.asdict(self.preprocessing) if self.preprocessing else None,
-            "labels": self.labels,
+            "labels": list(self.labels) if self.labels is not None else None,
+            "keras_model": self.keras_model,
         }
 
     def save(self) -> None:
         """Write ``spec.json`` into ``directory``."""
         (self.directory / SPEC_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def moved_to(self, directory) -> "ConvertedModel":
+        """The same description for the folder's new place (after an atomic rename)."""
+        return dataclasses.replace(self, directory=Path(directory))
 
     @classmethod
     def load(cls, directory) -> "ConvertedModel":
@@ -138,4 +168,5 @@ class ConvertedModel:
             source=d.get("source", {}),
             preprocessing=Preprocessing.from_dict(d.get("preprocessing")),
             labels=d.get("labels"),
+            keras_model=d.get("keras_model"),
         )

@@ -136,7 +136,7 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
     seconds = {}
     t = time.perf_counter()
     backbone = ConvertedModel.load(model_dir)
-    backbone.preprocessing = _preprocessing(backbone, preprocessing)
+    backbone = dataclasses.replace(backbone, preprocessing=_preprocessing(backbone, preprocessing))
     dataset = read_csv(data) if str(data).endswith(".csv") else scan_folder(data)
     parts = split(dataset, val_split, test_split, config.seed)
     fx = FeatureExtractor(backbone, feature_node)
@@ -230,11 +230,11 @@ def _export(out, overwrite, backbone, fx, graph, head, labels, report, seconds, 
 
     from converter.atomic import atomic_output_dir
     from converter.errors import ParityError
-    from converter.export import write_tfjs_bundle
-    from converter.export.layers import keras_to_layers_model
+    from converter.export.bundle import write_tfjs_bundle
     from converter.export.tfjs import ExportOptions
+    from converter.export.transfer import write_transfer_bundle
     from converter.model import ConvertedModel, TensorSpec
-    from converter.parity_run import tensorflow_vs_tfjs
+    from converter.verify.parity import tensorflow_vs_tfjs
     from retrain.report import write_report_html
 
     t = time.perf_counter()
@@ -244,25 +244,21 @@ def _export(out, overwrite, backbone, fx, graph, head, labels, report, seconds, 
     with tempfile.TemporaryDirectory() as work, atomic_output_dir(out, overwrite) as tmp:
         _saved_model(lambda x: head(graph(x), training=False), tmp / "saved_model", spec, "probabilities", [head, *variables])
         model = ConvertedModel(
-            tmp, inputs=[inp], outputs=[TensorSpec("probabilities", [None, len(labels)], "float32")],
+            tmp, inputs=[inp], outputs=[TensorSpec("probabilities", [None, len(labels)], "float32", meaning="probabilities")],
             source={"format": "retrained", "path": str(Path(out)), "backbone": str(backbone.directory), "name": Path(out).name},
             preprocessing=backbone.preprocessing, labels=labels,
         )
         model.save()
         written = write_tfjs_bundle(model, tmp / "tfjs", ExportOptions())
         features = ConvertedModel(
-            Path(work), inputs=[inp], outputs=[TensorSpec("features", [None, fx.dim], "float32")],
+            Path(work), inputs=[inp], outputs=[TensorSpec("features", [None, fx.dim], "float32", meaning="features")],
             source={"format": "retrained-backbone", "backbone": str(backbone.directory), "name": "backbone"},
             preprocessing=backbone.preprocessing,
         )
         _saved_model(graph, features.saved_model, spec, "features", variables)
         features.save()
         transfer = tmp / "tfjs-transfer"
-        write_tfjs_bundle(features, transfer / "backbone", ExportOptions())
-        keras_to_layers_model(head, transfer / "head")
-        from retrain.transfer_js import write_transfer_example
-
-        write_transfer_example(transfer, labels)
+        write_transfer_bundle(features, head, labels, transfer)
         report["tfjs"] = {"bytes": written["bytes"], "passes": written["passes"],
                           "transfer": {"backbone": "tfjs-transfer/backbone/model.json", "head": "tfjs-transfer/head/model.json"}}
         seconds["export"] = time.perf_counter() - t
@@ -276,5 +272,4 @@ def _export(out, overwrite, backbone, fx, graph, head, labels, report, seconds, 
         report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         write_report_html(report, tmp)
-    model.directory = Path(out)
-    return model
+    return model.moved_to(out)

@@ -20,19 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import InputError
+from converter.graph.frozen import frozen_graph
 
 # Ops between the classifier's MatMul and the output (bias, Gemm's alpha, activations).
 _PASS_THROUGH = {"Identity", "Softmax", "BiasAdd", "AddV2", "Add", "Mul", "IdentityN", "Relu", "Sigmoid"}
-
-
-def frozen_graph(saved_model_dir):
-    """The serving function as one constant-folded GraphDef, and the function itself."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from converter.runtimes.tensorflow import serving_function
-
-    frozen = convert_variables_to_constants_v2(serving_function(saved_model_dir))
-    return frozen.graph.as_graph_def(), frozen
 
 
 def candidate_nodes(graph_def, frozen) -> list[tuple[str, list]]:

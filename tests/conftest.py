@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
-TRANSFERJS = [sys.executable, "-m", "converter.cli"]
+TRANSFERJS = [sys.executable, "-m", "transferjs.cli"]
 
 
 def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
@@ -51,7 +51,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 @pytest.fixture(scope="session")
 def effnet(tmp_path_factory):
     """The real ImageNet EfficientNet-Lite0 converted from PyTorch by the demo's path (once per run)."""
-    from converter.demo import run
+    from transferjs.demo import run
 
     return run(tmp_path_factory.mktemp("effnet") / "efficientnet-lite0")
 

@@ -13,7 +13,7 @@ from tests.conftest import ARTIFACTS, run_cli
 
 def _python_top1(effnet, image_file) -> tuple[int, float]:
     """The Python side: same decoding and preprocessing, the SavedModel, softmax."""
-    from converter.demo import PREPROCESSING
+    from transferjs.demo import PREPROCESSING
     from converter.images import load_rgb, preprocess
     from converter.runtimes.tensorflow import run_saved_model
 
@@ -107,7 +107,7 @@ def test_damaged_bundle_gives_an_error_naming_the_file(tiny_converted, tmp_path,
 
 @pytest.mark.slow
 def test_uint8_bundle_keeps_fragile_weights_in_float16_and_the_top_label_on_photos(effnet, photos, tmp_path):
-    from converter.demo import PREPROCESSING
+    from transferjs.demo import PREPROCESSING
     from converter.images import load_rgb, preprocess
 
     x = preprocess([load_rgb(photos["chelsea"][0]), load_rgb(photos["coffee"][0])], PREPROCESSING, "NHWC")

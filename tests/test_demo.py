@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 
 @pytest.mark.slow
 def test_demo_runs_the_main_job(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "converter.demo", "--out", str(tmp_path), "--per-class", "24"],
+    proc = subprocess.run([sys.executable, "-m", "transferjs.demo", "--out", str(tmp_path), "--per-class", "24"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout

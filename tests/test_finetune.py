@@ -9,7 +9,7 @@ def test_lifted_weights_leave_outputs_unchanged_and_receive_gradients(tiny_conve
     import tensorflow as tf
 
     from converter.graph.trainable import TrainableGraph
-    from retrain.features import frozen_graph
+    from converter.graph.frozen import frozen_graph
 
     graph_def, frozen = frozen_graph(tiny_converted.model.saved_model)
     x_name, y_name = frozen.inputs[0].name, frozen.outputs[0].name

@@ -21,7 +21,7 @@ def test_the_whole_stack_imports_together():
 def test_cli_help_loads_no_framework():
     code = (
         "import sys\n"
-        "from converter import cli\n"
+        "from transferjs import cli\n"
         "cli._parser().format_help()\n"
         "heavy = [m for m in ('tensorflow', 'torch', 'onnx2tf', 'onnx', 'tensorflowjs') if m in sys.modules]\n"
         "print(heavy)\n"

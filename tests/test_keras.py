@@ -129,7 +129,7 @@ def test_layers_model_trains_further_in_node(tmp_path):
 
     import keras
 
-    from converter.runtimes.tfjs_node import js_dir, node_executable
+    from converter.runtimes.node import js_dir, node_executable
 
     inp = keras.Input((16,), name="features")
     x = keras.layers.Dropout(0.1)(inp)

@@ -26,7 +26,7 @@ TRANSFERJS = ".venv/bin/transferjs"
 
 # README commands that are not ``transferjs`` calls: the command's first words -> what runs it.
 RUN_ELSEWHERE = {
-    "make demo": "tests/test_demo.py",  # `make demo` is `python -m converter.demo`, run there on a slice of the data
+    "make demo": "tests/test_demo.py",  # `make demo` is `python -m transferjs.demo`, run there on a slice of the data
     "make test": ".ci/run",  # CI runs exactly `make test`
     # Shown inline in the README's prose (only blocks are enforced; listed so the mapping is complete):
     "node predict.mjs": "tests/test_bundle.py",  # predict_with_node runs a bundle's predict.mjs
@@ -77,7 +77,7 @@ def _write_inputs(work: Path) -> None:
     import torch
     from PIL import Image
 
-    from converter.demo import efficientnet_lite0_weights
+    from transferjs.demo import efficientnet_lite0_weights
     from fixtures.emoji_dataset import CATEGORIES, build_emoji_dataset
     from fixtures.models import tiny_cnn
 

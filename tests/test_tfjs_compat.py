@@ -92,12 +92,12 @@ def test_committed_runtime_answer_matches_the_installed_runtime():
     """``tfjs_runtime/<version>.json`` is what ``js/runtime_ops.mjs`` says now (it cannot drift)."""
     import json
 
-    from converter.export.tfjs_ops import ask_runtime, installed_tfjs_version, runtime_support
+    from converter.runtimes.tfjs_support import ask_runtime, installed_tfjs_version, runtime_support
 
     version = installed_tfjs_version()
     fresh = json.loads(ask_runtime())
     assert fresh["tfjs"] == version
-    assert runtime_support(version) == fresh, f"regenerate: node js/runtime_ops.mjs > converter/export/tfjs_runtime/{version}.json"
+    assert runtime_support(version) == fresh, f"regenerate: node js/runtime_ops.mjs > converter/runtimes/tfjs_runtime/{version}.json"
     assert {"relu", "relu6", "sigmoid"} <= set(fresh["fusable_activations"]["wasm"])
     assert {"_FusedConv2D", "_FusedMatMul", "FusedDepthwiseConv2dNative", "Switch", "Merge"} <= set(fresh["converter_ops"])
 
@@ -212,7 +212,7 @@ def test_static_reshape_targets_pass_keeps_the_batch_dynamic():
 
 
 def test_converted_layout_prefers_the_reading_where_known_sizes_agree():
-    from converter.samples import converted_layout
+    from converter.layout import converted_layout
 
     assert converted_layout([1, 3, None, None], [1, None, None, 3]) == ("NCHW", "NHWC")
     assert converted_layout([None, 12, 16], [None, 12, 16]) == (None, None)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from converter.runtimes.tfjs_node import js_dir, node_executable
+from converter.runtimes.node import js_dir, node_executable
 from fixtures.emoji_dataset import build_emoji_dataset, class_name
 
 NEW_CATEGORY = "Flags"  # not among the five classes the head was trained on

@@ -21,9 +21,12 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 
-from converter.runtimes.tfjs_node import js_dir
+from converter.export.tfjs import bundle_size, saved_model_to_graph_model
+from converter.export.weights import weight_dtypes
+from converter.model import Preprocessing
+from converter.runtimes.node import js_dir
+from converter.runtimes.tfjs_support import needs_execute_async
 
 TEMPLATES = Path(__file__).parent / "templates"
 _VENDOR = {
@@ -38,20 +41,6 @@ _NODE_DEPS = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "jpeg-js", "p
 TFJS_DTYPE = {"float64": "float32", "float16": "float32", "int64": "int32", "int16": "int32", "int8": "int32", "uint8": "int32"}
 
 
-def output_meaning(values: np.ndarray, name: str = "") -> str:
-    """``"probabilities"`` (rows in [0, 1] summing to 1), ``"logits"`` (other classifier rows) or ``"values"``.
-
-    An output named ``features`` (a backbone cut at its feature layer, as ``retrain`` writes) is ``"features"``.
-    """
-    if name == "features":
-        return "features"
-    if values.ndim == 2 and values.shape[-1] > 1 and values.dtype.kind == "f":
-        if values.min() >= 0 and values.max() <= 1 and np.allclose(values.sum(-1), 1, atol=1e-3):
-            return "probabilities"
-        return "logits"
-    return "values"
-
-
 def _input_entry(t) -> dict:
     entry = {"name": t.name, "shape": t.shape, "dtype": TFJS_DTYPE.get(t.dtype, t.dtype), "layout": t.layout}
     if entry["dtype"] != t.dtype:
@@ -61,26 +50,9 @@ def _input_entry(t) -> dict:
     return entry
 
 
-def weights_manifest(bundle_dir) -> list[dict]:
-    """The ``weightsManifest`` of a bundle's ``model.json``."""
-    return json.loads((Path(bundle_dir) / "model.json").read_text())["weightsManifest"]
-
-
-def weight_dtypes(bundle_dir) -> dict[str, int]:
-    """How many weight tensors the bundle stores in each dtype (uint8, float16, float32, …)."""
-    counts: dict[str, int] = {}
-    for w in (w for group in weights_manifest(bundle_dir) for w in group["weights"]):
-        dtype = w.get("quantization", {}).get("dtype", w["dtype"])
-        counts[dtype] = counts.get(dtype, 0) + 1
-    return counts
-
-
-def metadata(model, outputs_sample: dict, quantize: str | None, bundle_dir=None) -> dict:
+def metadata(model, quantize: str | None, bundle_dir=None) -> dict:
     """The bundle's ``metadata.json`` (Teachable Machine's names where they overlap)."""
-    import tensorflowjs
-
-    from converter.export.tfjs_ops import needs_execute_async
-    from converter.model import Preprocessing
+    from importlib.metadata import version
 
     inputs = []
     for t in model.inputs:
@@ -93,14 +65,14 @@ def metadata(model, outputs_sample: dict, quantize: str | None, bundle_dir=None)
                 "origin": "given" if model.preprocessing else "default: pixels scaled to [0, 1]",
             }
         inputs.append(entry)
-    outputs = [{**_input_entry(t), "meaning": output_meaning(np.asarray(outputs_sample[t.name]), t.name)} for t in model.outputs]
+    outputs = [{**_input_entry(t), "meaning": t.meaning or "values"} for t in model.outputs]
     image = next((i for i in inputs if i.get("preprocessing")), None)
     size = image["preprocessing"].get("size") if image else None
     return {
         "modelName": model.source.get("name") or Path(str(model.source.get("path", "model"))).stem,
-        "labels": model.labels,
+        "labels": list(model.labels) if model.labels is not None else None,
         "imageSize": size[0] if size and size[0] == size[1] else size,
-        "tfjsVersion": tensorflowjs.__version__,
+        "tfjsVersion": version("tensorflowjs"),
         "timeStamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "packageName": "transferjs",
         # Control flow (If -> Switch/Merge) runs only in model.executeAsync(); predict.mjs and classify.mjs read this.
@@ -115,16 +87,6 @@ def metadata(model, outputs_sample: dict, quantize: str | None, bundle_dir=None)
 def _spatial(t) -> list | None:
     dims = t.shape[1:3] if t.layout == "NHWC" else t.shape[2:4]
     return list(dims) if all(isinstance(d, int) for d in dims) else None
-
-
-def shard_bytes(bundle_dir) -> int:
-    """Bytes of the weight shards alone (what quantization shrinks)."""
-    return sum((Path(bundle_dir) / p).stat().st_size for group in weights_manifest(bundle_dir) for p in group["paths"])
-
-
-def float32_bytes(bundle_dir) -> int:
-    """What the bundle's weights take as float32: the base of the quantization ratio."""
-    return sum(4 * int(np.prod(w["shape"])) for group in weights_manifest(bundle_dir) for w in group["weights"])
 
 
 def write_bundle_files(bundle_dir: Path, meta: dict) -> None:
@@ -142,3 +104,15 @@ def write_bundle_files(bundle_dir: Path, meta: dict) -> None:
     versions = {dep: json.loads((modules / dep / "package.json").read_text())["version"] for dep in _NODE_DEPS}
     package = {"name": "transferjs-bundle", "private": True, "type": "module", "dependencies": versions}
     (bundle_dir / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+
+
+def write_tfjs_bundle(model, bundle_dir, options) -> dict:
+    """Write the graph model, metadata.json and the Node.js/browser files into ``bundle_dir``.
+
+    Returns:
+        ``{"bytes", "passes", "metadata"}``: model size, TF.js passes applied, the metadata.
+    """
+    passes = saved_model_to_graph_model(model.saved_model, bundle_dir, options)
+    meta = metadata(model, options.quantize, bundle_dir)
+    write_bundle_files(Path(bundle_dir), meta)
+    return {"bytes": bundle_size(bundle_dir), "passes": passes, "metadata": meta}

@@ -8,16 +8,19 @@ dtype names instead of DTypePolicy objects, ``[[layer, node, tensor, kwargs]]``
 inbound nodes, and no Keras 3-only keys.
 
 Example:
-    >>> keras_to_layers_model(keras_model, Path("bundle/layers"))
+    >>> write_layers_model(ConvertedModel.load("out"), Path("bundle/layers"))   # a Keras-sourced model
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
+import subprocess
+import warnings
 from pathlib import Path
+
+from converter.errors import InputError, UnsupportedOpsError
+from converter.runtimes.node import js_dir, node_executable
+from converter.sources.keras import load_keras_model
 
 # Keras 3 config keys TF.js layers do not know (they make its constructors throw).
 _KERAS3_ONLY = {"module", "registered_name", "build_config", "compile_config", "optional", "synchronized",
@@ -98,17 +101,13 @@ def _rename_weights(model: dict) -> None:
 def keras_to_layers_model(keras_model, out_dir: Path) -> Path:
     """Write ``keras_model`` as a TF.js layers model that ``tf.loadLayersModel`` accepts."""
     out_dir = Path(out_dir)
-    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
-    import logging
+    # ydf first: tensorflow_decision_forests (imported by tensorflowjs) then prints no welcome banner.
+    import ydf  # noqa: F401
 
-    logging.disable(logging.WARNING)  # tensorflowjs saves through HDF5 and warns that HDF5 is legacy
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            import tensorflowjs
-
-            tensorflowjs.converters.save_keras_model(keras_model, str(out_dir))
-    finally:
-        logging.disable(logging.NOTSET)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated")
+        import tensorflowjs
+    tensorflowjs.converters.save_keras_model(keras_model, str(out_dir))
     model_json = out_dir / "model.json"
     model = json.loads(model_json.read_text())
     model["modelTopology"] = keras3_to_tfjs_topology(model["modelTopology"])
@@ -119,10 +118,6 @@ def keras_to_layers_model(keras_model, out_dir: Path) -> Path:
 
 def tfjs_layer_classes() -> set[str]:
     """The layer classes the installed TF.js can deserialize (asked from TF.js itself)."""
-    import subprocess
-
-    from converter.runtimes.tfjs_node import js_dir, node_executable
-
     proc = subprocess.run([node_executable(), str(js_dir() / "layer_classes.mjs")], capture_output=True, text=True, timeout=120)
     return set(json.loads(proc.stdout)["classes"])
 
@@ -136,3 +131,19 @@ def unsupported_layers(keras_model) -> dict[str, list[str]]:
         if cls not in known:
             missing.setdefault(cls, []).append(layer.name)
     return missing
+
+
+def write_layers_model(model, out_dir: Path) -> Path:
+    """Write the TF.js layers model of a converted model that has a Keras file (``model.keras_model``).
+
+    Raises:
+        UnsupportedOpsError: layer classes TF.js layers cannot load, with the layers (nothing written).
+        InputError: the model has no Keras file, or it does not load in safe mode.
+    """
+    if model.keras_model_path is None:
+        raise InputError(f"'{model.directory}' has no Keras model to write a TF.js layers model from")
+    keras_model = load_keras_model(model.keras_model_path)
+    missing = unsupported_layers(keras_model)
+    if missing:
+        raise UnsupportedOpsError("TF.js layers 4.22 (the graph model works)", missing, ("layer class", "layer"))
+    return keras_to_layers_model(keras_model, out_dir)

@@ -15,30 +15,13 @@ Example:
 from __future__ import annotations
 
 import glob
-from pathlib import Path
 
 import numpy as np
 
+from converter.export.weights import read_weights
+
 MAX_CHANNEL_ERROR = 0.02  # half a uint8 step, relative to the channel's max |w|
 _DEAD = 1e-4  # channels below this fraction of the tensor's max carry (almost) nothing
-
-
-def read_weights(bundle_dir) -> dict[str, np.ndarray]:
-    """The float32 weights of a TF.js bundle, by name."""
-    from converter.export.bundle import weights_manifest
-
-    bundle_dir = Path(bundle_dir)
-    manifest = weights_manifest(bundle_dir)
-    data = b"".join((bundle_dir / p).read_bytes() for group in manifest for p in group["paths"])
-    weights, offset = {}, 0
-    for group in manifest:
-        for w in group["weights"]:
-            n = int(np.prod(w["shape"])) if w["shape"] else 1
-            size = n * (1 if w["dtype"] in ("bool", "uint8") else 4)
-            if w["dtype"] == "float32" and "quantization" not in w:
-                weights[w["name"]] = np.frombuffer(data[offset : offset + size], np.float32).reshape(w["shape"])
-            offset += size
-    return weights
 
 
 def uint8_is_safe(w: np.ndarray) -> bool:

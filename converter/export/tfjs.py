@@ -6,13 +6,16 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from converter.errors import ConversionError, InputError, UnsupportedOpsError
+from converter.export.quantization import guarded_uint8_map
+from converter.export.tensorflowjs_runner import convert_saved_model, onednn_enabled, run_in_child
+from converter.export.tfjs_ops import check_runtime_support
+from converter.export.tfjs_passes import apply_passes
+from converter.export.weights import shard_bytes
 
 QUANTIZE_MODES = ("float16", "uint8", "uint16")
 
@@ -54,10 +57,6 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
     out_dir = Path(out_dir)
     qmap = {options.quantize: list(options.quantize_patterns)} if options.quantize else None
     if options.quantize == "uint8" and tuple(options.quantize_patterns) == ("*",):
-        import tempfile
-
-        from converter.export.quantization import guarded_uint8_map
-
         with tempfile.TemporaryDirectory(prefix="transferjs-f32-") as f32:
             _tfjs_convert(saved_model_dir, f32, None, options)
             qmap = guarded_uint8_map(f32)
@@ -65,9 +64,6 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
     model_json = out_dir / "model.json"
     if not model_json.is_file():
         raise ConversionError(f"tensorflowjs wrote no model.json into '{out_dir}'")
-    from converter.export.tfjs_ops import check_runtime_support
-    from converter.export.tfjs_passes import apply_passes
-
     restore_signature_keys(model_json, saved_model_dir, options.signature)
     applied = apply_passes(model_json)
     check_runtime_support(model_json)
@@ -125,27 +121,26 @@ def restore_signature_keys(model_json, saved_model_dir, signature: str = "servin
 
 
 def _tfjs_convert(saved_model_dir, out_dir, qmap, options: ExportOptions) -> None:
-    captured = io.StringIO()
-    # tensorflow_decision_forests (imported by tensorflowjs) prints a banner, or
-    # with stdout redirected imports IPython to show it as HTML; this switch stops both.
-    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
-    try:
-        # tensorflowjs and tensorflow_decision_forests print banners and progress on stdout.
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-            from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
+    """Run tensorflowjs' SavedModel converter, where oneDNN's graph rewrites cannot reach it.
 
-            tfjs_conv.convert_tf_saved_model(
-                str(saved_model_dir),
-                str(out_dir),
-                signature_def=options.signature,
-                quantization_dtype_map=qmap,
-                weight_shard_size_bytes=options.shard_size,
-            )
-    except ValueError as e:
-        ops = _unsupported_ops(str(e))
-        if ops:
-            raise UnsupportedOpsError("TensorFlow.js 4.22", ops) from None
-        raise ConversionError(f"tensorflowjs could not convert '{saved_model_dir}': {e}") from None
+    TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, at start-up, and with oneDNN on its
+    grappler emits fused ops no TF.js backend has. When this process runs with oneDNN on
+    (the caller's environment, or the default on CPUs with AVX512-VNNI/AMX), the
+    conversion runs in a child process with it off; otherwise here.
+
+    Raises:
+        UnsupportedOpsError: ops tensorflowjs has no TF.js mapping for.
+        ConversionError: any other tensorflowjs failure.
+    """
+    request = {"saved_model_dir": str(saved_model_dir), "out_dir": str(out_dir), "signature": options.signature,
+               "quantization_dtype_map": qmap, "shard_size": options.shard_size}
+    verdict = run_in_child(request) if onednn_enabled() else convert_saved_model(request)
+    if verdict["ok"]:
+        return
+    ops = _unsupported_ops(verdict["error"])
+    if ops:
+        raise UnsupportedOpsError("TensorFlow.js 4.22", ops)
+    raise ConversionError(f"tensorflowjs could not convert '{saved_model_dir}': {verdict['error']}")
 
 
 def _unsupported_ops(message: str) -> dict[str, list[str]]:
@@ -158,6 +153,4 @@ def _unsupported_ops(message: str) -> dict[str, list[str]]:
 
 def bundle_size(bundle_dir) -> int:
     """Bytes of ``model.json`` plus its weight shards."""
-    from converter.export.bundle import shard_bytes
-
     return (Path(bundle_dir) / "model.json").stat().st_size + shard_bytes(bundle_dir)

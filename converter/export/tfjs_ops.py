@@ -1,99 +1,28 @@
-"""What the installed TF.js runtime can run, and the check every exported graph must pass.
+"""The check every exported graph must pass: can the installed TF.js runtime run each node?
 
-``js/runtime_ops.mjs`` asks the runtime itself: the TF op names the tfjs-converter
-graph executor maps, the kernels the wasm and cpu backends register, and the
-activations the wasm backend fuses into ``FusedConv2D``/``_FusedMatMul``. The
-answer is committed per TF.js version in ``tfjs_runtime/<version>.json`` (a test
-regenerates it and compares); another installed version is asked once and cached.
+What the runtime can run is its own answer (``converter.runtimes.tfjs_support``);
+this module holds the rules that read a ``model.json`` against it.
 
 Example:
     >>> check_runtime_support(Path("bundle/model.json"))   # raises UnsupportedOpsError
-    >>> wasm_fusable_activations()
-    {'Elu', 'LeakyRelu', 'Prelu', 'Relu', 'Relu6', 'Sigmoid'}
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import json
-import os
-import subprocess
 from pathlib import Path
 
 from converter.errors import UnsupportedOpsError
+from converter.runtimes.tfjs_support import graph_nodes, runtime_support, wasm_fusable_activations
 
 FUSED_OPS = {"_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedMatMul"}
-_COMMITTED = Path(__file__).resolve().parent / "tfjs_runtime"
-# TF op names of the activations the wasm enum lowercases (FusableActivation keys).
-_TF_ACTIVATION_NAMES = {"relu": "Relu", "relu6": "Relu6", "prelu": "Prelu", "leakyrelu": "LeakyRelu", "sigmoid": "Sigmoid", "elu": "Elu"}
-
-
-def installed_tfjs_version() -> str | None:
-    """The ``@tensorflow/tfjs`` version in ``js/node_modules``, or ``None`` when not installed."""
-    from converter.runtimes.tfjs_node import js_dir
-
-    package = js_dir() / "node_modules" / "@tensorflow" / "tfjs" / "package.json"
-    return json.loads(package.read_text())["version"] if package.is_file() else None
-
-
-@functools.lru_cache(maxsize=None)
-def runtime_support(version: str | None = None) -> dict:
-    """The runtime's own answer (see ``js/runtime_ops.mjs``) for a TF.js version.
-
-    Args:
-        version: default the installed one; without one installed, the newest committed file.
-
-    Raises:
-        ConversionError: an uncached version, and the runtime could not be asked.
-    """
-    version = version or installed_tfjs_version()
-    committed = _COMMITTED / f"{version}.json"
-    if version is None:
-        committed = max(_COMMITTED.glob("*.json"), key=lambda p: [int(x) for x in p.stem.split(".")])
-    if committed.is_file():
-        return json.loads(committed.read_text())
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transferjs" / "tfjs_runtime" / f"{version}.json"
-    if not cache.is_file():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(ask_runtime())
-    return json.loads(cache.read_text())
-
-
-def ask_runtime() -> str:
-    """Run ``js/runtime_ops.mjs`` with the installed runtime; return its JSON text."""
-    from converter.errors import ConversionError
-    from converter.runtimes.tfjs_node import js_dir, node_executable
-
-    proc = subprocess.run([node_executable(), str(js_dir() / "runtime_ops.mjs")], capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise ConversionError(f"Asking the TF.js runtime for its ops failed (exit {proc.returncode}): {proc.stderr.strip()[-1000:]}")
-    return proc.stdout
-
-
-def wasm_fusable_activations() -> set[str]:
-    """TF op names of the activations the wasm backend's fused kernels accept."""
-    names = runtime_support()["fusable_activations"]["wasm"]
-    return {_TF_ACTIVATION_NAMES.get(n, n) for n in names}
-
-
-def converter_ops() -> set[str]:
-    """TF op names the tfjs-converter graph executor can run."""
-    return set(runtime_support()["converter_ops"])
 
 
 def fused_ops_of(node: dict) -> list[str]:
     """A fused node's ``fused_ops`` attribute, decoded (``["BiasAdd", "Relu"]``)."""
     attr = node.get("attr", {}).get("fused_ops", {})
     return [base64.b64decode(s).decode() for s in attr.get("list", {}).get("s", [])]
-
-
-def graph_nodes(model: dict):
-    """Every node of a model.json topology: the main graph and the function library's bodies."""
-    topology = model["modelTopology"]
-    yield from topology.get("node", [])
-    for fn in topology.get("library", {}).get("function", []):
-        yield from fn.get("nodeDef", [])
 
 
 def fused_node_problem(node: dict, fusable: set[str]) -> str | None:
@@ -143,18 +72,6 @@ def unsupported_ops(model: dict, backend: str = "wasm") -> dict[str, list[str]]:
             if why:
                 problems.setdefault(f"{op} with {why}", []).append(node["name"])
     return problems
-
-
-def async_ops_in(model: dict) -> list[str]:
-    """The ops of ``model`` that TF.js runs only in ``executeAsync`` (control flow, dynamic shapes)."""
-    async_ops = set(runtime_support().get("async_ops", []))
-    return sorted({node["op"] for node in graph_nodes(model)} & async_ops)
-
-
-def needs_execute_async(model_json) -> bool:
-    """Whether a graph model must be run with ``model.executeAsync`` (``execute`` refuses it)."""
-    model = json.loads(Path(model_json).read_text())
-    return "node" in model.get("modelTopology", {}) and bool(async_ops_in(model))
 
 
 def check_runtime_support(model_json: Path, backend: str = "wasm") -> None:

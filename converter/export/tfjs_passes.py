@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from converter.export.tfjs_ops import FUSED_OPS as _FUSED_OPS
-from converter.export.tfjs_ops import converter_ops, wasm_fusable_activations
+from converter.runtimes.tfjs_support import converter_ops, wasm_fusable_activations
 
 _NON_ACTIVATIONS = {"BiasAdd", "Add", "AddV2", "FusedBatchNorm", "FusedBatchNormV3"}
 

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from converter.runtimes.tfjs_node import NodeRuntimeError, js_dir, node_executable
+from converter.runtimes.node import NodeRuntimeError, js_dir, node_executable
 
 
 def _node_env() -> dict:

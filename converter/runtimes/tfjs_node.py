@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -22,16 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.errors import InputError, TransferJSError
+from converter.errors import InputError
+from converter.runtimes.node import NodeRuntimeError, js_dir, node_executable
+from converter.runtimes.tfjs_support import needs_execute_async
 
 # TF.js tensors are float32, int32 or bool; wider types are narrowed on the way in.
 _TO_TFJS = {"float64": "float32", "float16": "float32", "int64": "int32", "int8": "int32", "uint8": "int32", "int16": "int32"}
-
-
-class NodeRuntimeError(TransferJSError):
-    """The TF.js runtime failed to load or run a bundle; the message is its own."""
-
-    exit_code = 5
 
 
 @dataclass
@@ -44,20 +38,6 @@ class BundleRun:
     samples: list[dict]
     ops: list[str] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
-
-
-def js_dir() -> Path:
-    """The Node.js side's folder (``js/`` beside the packages, or $TRANSFERJS_JS_DIR)."""
-    return Path(os.environ.get("TRANSFERJS_JS_DIR", Path(__file__).resolve().parents[2] / "js"))
-
-
-def node_executable() -> str:
-    node = shutil.which("node")
-    if node is None:
-        raise NodeRuntimeError("Node.js ('node') is not on PATH; it runs the TF.js verification. Install Node.js 20+.")
-    if not (js_dir() / "node_modules" / "@tensorflow" / "tfjs").is_dir():
-        raise NodeRuntimeError(f"@tensorflow/tfjs is not installed in '{js_dir()}'. Run: make setup (or: cd js && npm ci)")
-    return node
 
 
 def _encode(a: np.ndarray) -> dict:
@@ -74,8 +54,6 @@ def _decode(d: dict) -> np.ndarray:
 
 
 def _needs_execute_async(bundle_dir) -> bool:
-    from converter.export.tfjs_ops import needs_execute_async
-
     try:
         return needs_execute_async(Path(bundle_dir) / "model.json")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

@@ -1,7 +1,9 @@
 """What every source gives the converter: its IO, a way to run it, a SavedModel.
 
-A source module (onnx, torch, keras) returns a ``SourceModel``; the converter
-never branches on the source format after that.
+A source module (onnx, torch, keras, …) returns a ``SourceModel``; the converter
+never branches on the source format after that: what differs (the runtime that
+runs the source, whether a failing conversion can be bisected, whether a Keras
+file can be written for TF.js layers models) is carried by the source itself.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ class SourceModel:
     """A loaded source model.
 
     Args:
-        format: ``"onnx"``, ``"pytorch"`` or ``"keras"``.
+        format: ``"onnx"``, ``"pytorch"``, ``"keras"``, … (for the report).
         inputs: the source's inputs, shapes in the source layout.
         output_names: the source's output names, in order.
         path: the file it came from (``None`` for an in-memory module).
         details: format-specific facts for the report (opset, file kind, …).
+        runtime: the name of the runtime ``run`` uses (``"onnxruntime"``, ``"torch"``, …).
+        output_shapes: ``{output name: shape}`` where the source knows them (``None`` where dynamic).
     """
 
     format: str
@@ -31,6 +35,8 @@ class SourceModel:
     output_names: list[str]
     path: Path | None = None
     details: dict = field(default_factory=dict)
+    runtime: str = "source"
+    output_shapes: dict = field(default_factory=dict)
 
     def run(self, samples: list[dict]) -> list[dict]:
         """Run the source runtime on samples (source layout); outputs keyed by output name."""
@@ -44,6 +50,17 @@ class SourceModel:
             name it stands for (inputs and outputs).
         """
         raise NotImplementedError
+
+    @property
+    def bisectable_graph(self):
+        """``(onnx.ModelProto, {source name: name in it})``: the graph a failing conversion can be bisected
+        over (``converter.verify.divergence``), once ``to_saved_model`` ran; ``None`` for sources without one."""
+        return None
+
+    def write_keras_model(self, folder: Path) -> str | None:
+        """Write the source as a Keras file into ``folder`` (what TF.js layers models are made from);
+        return its file name, or ``None`` when the source is not a Keras model."""
+        return None
 
     def provenance(self) -> dict:
         d = {"format": self.format, **self.details}

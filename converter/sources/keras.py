@@ -19,6 +19,7 @@ import numpy as np
 
 from converter.errors import InputError, UntrustedCodeError
 from converter.model import TensorSpec
+from converter.runtimes.tensorflow import run_saved_model, signature_specs
 from converter.sources.base import SourceModel, sanitize_names
 
 
@@ -103,8 +104,16 @@ class KerasSource(SourceModel):
             dtype = str(getattr(t.dtype, "name", t.dtype))
             inputs.append(TensorSpec(name, shape, dtype, _image_layout(shape, dtype)))
         out_names = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))])
-        super().__init__("keras", inputs, out_names, path, details or {})
+        shapes = {n: [None if d is None else int(d) for d in t.shape] for n, t in zip(out_names, model.outputs)}
+        super().__init__("keras", inputs, out_names, path, details or {}, runtime="keras", output_shapes=shapes)
         self.model = model
+
+    def write_keras_model(self, folder: Path) -> str | None:
+        """Save the model into ``folder``: ``model.keras``, or ``model.h5`` for one only Keras 2 (tf_keras) reads."""
+        name = "model.h5" if type(self.model).__module__.startswith("tf_keras") else "model.keras"
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.model.save(str(Path(folder) / name))
+        return name
 
     def _call(self, arrays: list):
         out = self.model(arrays if len(arrays) > 1 else arrays[0], training=False)
@@ -140,6 +149,15 @@ class KerasSource(SourceModel):
         return out, {v: k for k, v in mapping.items()}
 
 
+def load_keras_model(path):
+    """Load a ``.keras``/``.h5`` file transferjs wrote, in safe mode (no code runs from it).
+
+    Raises:
+        InputError, UntrustedCodeError: as ``load_keras_source``.
+    """
+    return _load_model(Path(path), trust_code=False, custom_objects={})
+
+
 def load_keras_source(path, trust_code: bool = False, custom_objects=None) -> KerasSource:
     """Load a ``.keras`` / ``.h5`` file or a Keras SavedModel folder.
 
@@ -159,7 +177,6 @@ class SavedModelSource(SourceModel):
     """A TensorFlow SavedModel folder (e.g. written by Keras 2 ``model.save(dir)``)."""
 
     def __init__(self, path: Path, signature: str = "serving_default"):
-        from converter.runtimes.tensorflow import signature_specs
 
         try:
             ins, outs = signature_specs(path, signature)
@@ -168,11 +185,11 @@ class SavedModelSource(SourceModel):
         except Exception as e:
             raise InputError(f"Cannot load SavedModel '{path}': {str(e).splitlines()[0][:300]}") from None
         inputs = [TensorSpec(k, shape, dtype, _image_layout(shape, dtype)) for k, (shape, dtype) in ins.items()]
-        super().__init__("saved_model", inputs, list(outs), path, {"signature": signature})
+        super().__init__("saved_model", inputs, list(outs), path, {"signature": signature},
+                         runtime="tensorflow (source SavedModel)", output_shapes={k: s for k, (s, _) in outs.items()})
         self.signature = signature
 
     def run(self, samples):
-        from converter.runtimes.tensorflow import run_saved_model
 
         return run_saved_model(self.path, samples, self.signature)
 

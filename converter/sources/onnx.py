@@ -13,12 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from converter.calibration import write_calibration_file
 from converter.errors import ConversionError, InputError, UnsupportedOpsError
+from converter.graph.signature import rename_signature
 from converter.logs import log, subprocess_env
 from converter.model import TensorSpec
 from converter.sources.base import SourceModel, sanitize_names
-
+from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches
+from converter.sources.onnx_passes import run_passes
 from converter.sources.onnx_shapes import _ONNX_DTYPES, npz_shapes, set_input_shapes
+
 
 __all__ = ["read_onnx", "fold_constants", "onnx2tf_saved_model", "set_input_shapes", "load_onnx_source", "OnnxSource"]
 
@@ -179,7 +183,6 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
     """
     import onnx
 
-    from converter.calibration import write_calibration_file
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -319,11 +322,17 @@ class OnnxSource(SourceModel):
             for i in graph_inputs(model)
         ]
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-        super().__init__(fmt, inputs, [o.name for o in model.graph.output], path, {"opset": opset, **(details or {})})
+        outputs = graph_outputs(model)
+        super().__init__(fmt, inputs, [o["name"] for o in outputs], path, {"opset": opset, **(details or {})},
+                         runtime="onnxruntime", output_shapes={o["name"]: o["shape"] for o in outputs})
         self.model = model
         self._session = None
         self.converted_onnx = None  # the ONNX graph onnx2tf got, set by to_saved_model
         self.converted_names: dict[str, str] = {}
+
+    @property
+    def bisectable_graph(self):
+        return None if self.converted_onnx is None else (self.converted_onnx, self.converted_names)
 
     def run(self, samples):
         import onnxruntime as ort
@@ -343,8 +352,6 @@ class OnnxSource(SourceModel):
         check_supported_ops(model)
         model = fold_constants(model)
         check_supported_ops(model)  # folding can fuse ops back into ones onnx2tf lacks (RMSNormalization)
-        from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches
-        from converter.sources.onnx_passes import run_passes
 
         model, copied = copy_outer_initializers_into_branches(model)
         model, self.details["onnx_passes"] = run_passes(model)
@@ -352,7 +359,6 @@ class OnnxSource(SourceModel):
             self.details["onnx_passes"] = {**self.details["onnx_passes"], "copy_outer_initializers_into_branches": copied}
         self.converted_onnx, self.converted_names = model, mapping
         raw = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose)
-        from converter.graph.signature import rename_signature
 
         outputs = {f"output_{i}": mapping[name] for i, name in enumerate(self.output_names)}
         saved = rename_signature(raw, Path(workdir) / "renamed", outputs)

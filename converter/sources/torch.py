@@ -21,7 +21,7 @@ import numpy as np
 
 from converter.errors import InputError, UntrustedCodeError
 from converter.logs import log
-from converter.sources.onnx import OnnxSource
+from converter.sources.onnx import OnnxSource, recurrent_nodes
 
 OPSET = 17
 
@@ -55,6 +55,7 @@ class TorchSource(OnnxSource):
 
     def __init__(self, module, onnx_model, input_names, output_names, path=None, details=None):
         super().__init__(onnx_model, path, fmt="pytorch", details=details)
+        self.runtime = "torch"
         self.module = module
         self.input_order = input_names
         self.output_names = output_names
@@ -104,7 +105,6 @@ def torch_source(module, example_inputs, input_names=None, output_names=None, ba
     dynamic = {n: {0: "batch"} for n in input_names + output_names} if batch == "dynamic" else None
     model = _export_onnx(module, example_inputs, input_names, output_names, dynamic)
     details = {"torch": torch.__version__, "onnx_opset": OPSET, **(details or {})}
-    from converter.sources.onnx import recurrent_nodes
 
     recurrent = recurrent_nodes(model)
     if dynamic and recurrent:

@@ -1,6 +1,6 @@
 """The ``transferjs`` command: parse, call the Python API, map errors to exit codes.
 
-Heavy frameworks are imported inside each subcommand, so ``--help`` is instant.
+The libraries import heavy frameworks only inside the functions that need them, so ``--help`` is instant.
 Exit codes: 0 ok, 1 unexpected error, 2 bad input / unsupported ops / output
 exists, 3 a conversion tool failed, 4 parity failure, 5 TF.js runtime failure,
 130 interrupted.
@@ -14,7 +14,18 @@ import sys
 import textwrap
 import traceback
 
-from converter.errors import TransferJSError
+from converter.api import export, verify_bundle
+from converter.errors import InputError, ParityError, TransferJSError
+from converter.export.tfjs import ExportOptions
+from converter.graph.frozen import frozen_graph
+from converter.model import ConvertedModel, Preprocessing
+from converter.pipeline import ConvertOptions, convert
+from converter.runtimes.bundle_apps import predict_with_node
+from converter.sources.torch import parse_kwargs
+from converter.verify.tolerance import Tolerance
+from retrain import TrainConfig, retrain
+from retrain.features import candidate_nodes, default_feature_node
+from transferjs.console import configure
 
 EPILOG = {
     "main": """\
@@ -188,14 +199,12 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_options(args):
-    from converter.export.tfjs import ExportOptions
 
     patterns = tuple(args.quantize_weights) or ("*",)
     return ExportOptions(quantize=args.quantize, quantize_patterns=patterns, shard_size=args.shard_size, signature=args.signature)
 
 
 def _floats(text, what, n=None):
-    from converter.errors import InputError
 
     try:
         values = [float(v) for v in text.split(",")]
@@ -223,7 +232,6 @@ def _preprocessing_overrides(args) -> dict:
 def _preprocessing(args):
     if not (args.mean or args.std or args.image_size):
         return None
-    from converter.model import Preprocessing
 
     return Preprocessing(**{"scale": 1 / 255, **_preprocessing_overrides(args)})
 
@@ -233,7 +241,6 @@ def _labels(path):
         return None
     from pathlib import Path
 
-    from converter.errors import InputError
 
     try:
         text = Path(path).read_text()
@@ -248,9 +255,6 @@ def _labels(path):
 
 
 def cmd_convert(args) -> int:
-    from converter.pipeline import ConvertOptions, convert
-    from converter.sources.torch import parse_kwargs
-    from converter.verify import Tolerance
 
     shapes = dict(args.input_shape)
     options = ConvertOptions(
@@ -289,36 +293,22 @@ def summary(report: dict, out) -> str:
 
 
 def cmd_export(args) -> int:
-    from converter.export import export
 
     result = export(args.model_dir, args.out, _export_options(args), overwrite=args.overwrite, verify=not args.no_verify,
                     bake_preprocessing=args.bake_preprocessing, sample_file=args.sample)
-    ratio = result["weight_bytes"] / result["float32_bytes"]
-    print(f"Wrote {args.out}: {result['bytes'] / 1e6:.2f} MB, weights {result['quantize'] or 'float32'} "
-          f"({ratio:.2f} x float32 weights)")
-    if result["parity"]:
-        p = result["parity"]
-        for name, o in p["outputs"].items():
-            top1 = f", top-1 agreement {o['top1_agreement']:.0%}" if o.get("top1_agreement") is not None else ""
-            print(f"  parity tensorflow float32 -> {p['candidate']}: {name} max abs {o['max_abs']:.2g}{top1} "
-                  f"on {p['samples']} sample(s)")
+    print(f"Wrote {args.out}: {result.bytes / 1e6:.2f} MB, weights {result.quantize or 'float32'} "
+          f"({result.weight_bytes / result.float32_bytes:.2f} x float32 weights)")
+    if result.parity:
+        p = result.parity
+        for name, o in p.outputs.items():
+            top1 = f", top-1 agreement {o.top1_agreement:.0%}" if o.top1_agreement is not None else ""
+            print(f"  parity tensorflow float32 -> {p.candidate}: {name} max abs {o.max_abs:.2g}{top1} on {p.samples} sample(s)")
     return 0
 
 
 def cmd_verify(args) -> int:
-    from pathlib import Path
 
-    from converter.errors import ParityError
-    from converter.model import ConvertedModel
-    from converter.parity_run import tensorflow_vs_tfjs
-
-    path = Path(args.path)
-    if (path / "spec.json").exists():
-        bundle, model_dir = Path(args.bundle or path / "tfjs"), path
-    else:
-        bundle, model_dir = path, Path(args.model_dir or path.parent)
-    model = ConvertedModel.load(model_dir)
-    report = tensorflow_vs_tfjs(model, bundle, samples=args.samples, backend=args.backend)
+    report = verify_bundle(args.path, args.bundle, args.model_dir, samples=args.samples, backend=args.backend)
     print(json.dumps(report.to_dict(), indent=2))
     if not report.ok:
         raise ParityError([report])
@@ -326,7 +316,6 @@ def cmd_verify(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from converter.runtimes.bundle_apps import predict_with_node
 
     for r in predict_with_node(args.bundle, args.images, args.top, args.backend):
         print(r["image"])
@@ -338,7 +327,6 @@ def cmd_predict(args) -> int:
 def cmd_retrain(args) -> int:
     from pathlib import Path
 
-    from retrain import TrainConfig, retrain
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, hidden=args.hidden,
                          label_smoothing=args.label_smoothing, patience=args.patience, seed=args.seed,
@@ -366,8 +354,6 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from converter.model import ConvertedModel
-    from retrain.features import candidate_nodes, default_feature_node, frozen_graph
 
     model = ConvertedModel.load(args.model_dir)
     for t in model.inputs:
@@ -395,7 +381,6 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from converter.logs import configure
 
     configure(verbose=args.verbose)
     try:

@@ -1,11 +1,12 @@
-"""The JavaScript side of transfer learning: the files that retrain the head in Node.js.
+"""The tfjs-transfer exporter: a backbone and a trainable head, for transfer learning in JavaScript.
 
-``folder`` already holds ``backbone/`` (TF.js graph model, features out) and ``head/`` (TF.js layers
-model); this adds ``labels.json``, the example ``retrain_head.mjs`` with the modules it imports, a
-``package.json`` and a ``README.md``.
+The bundle holds ``backbone/`` (a TF.js graph model: image in, features out, with its
+own metadata and apps), ``head/`` (a TF.js layers model: features in, probabilities
+out), ``labels.json``, the example ``retrain_head.mjs`` with the modules it imports,
+a ``package.json`` and a ``README.md``.
 
 Example:
-    >>> write_transfer_example(Path("out/tfjs-transfer"), ["cat", "dog"])
+    >>> write_transfer_bundle(backbone, head, ["cat", "dog"], Path("out/tfjs-transfer"))
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+
+from converter.export.bundle import TEMPLATES, write_tfjs_bundle
+from converter.export.layers import keras_to_layers_model
+from converter.export.tfjs import ExportOptions
+from converter.runtimes.node import js_dir
 
 # The example and the modules it imports, from the bundle templates (one image decoder for all).
 _TEMPLATES = ("retrain_head.mjs", "decode.mjs", "preprocess.mjs")
@@ -25,9 +31,6 @@ def write_transfer_example(folder: Path, labels: list[str]) -> None:
         folder: the transfer bundle, with ``backbone/`` (written by ``write_bundle_files``) and ``head/``.
         labels: the head's class names, in output order.
     """
-    from converter.export.bundle import TEMPLATES
-    from converter.runtimes.tfjs_node import js_dir
-
     folder = Path(folder)
     (folder / "labels.json").write_text(json.dumps(labels) + "\n")
     for name in _TEMPLATES:
@@ -41,3 +44,21 @@ def write_transfer_example(folder: Path, labels: list[str]) -> None:
     readme = (TEMPLATES / "transfer_README.md").read_text()
     readme = readme.replace("FEATURE_SIZE", str(feature_size)).replace("LABELS", ", ".join(f"`{label}`" for label in labels))
     (folder / "README.md").write_text(readme)
+
+
+def write_transfer_bundle(backbone, head, labels: list[str], folder: Path, options: ExportOptions = ExportOptions()) -> dict:
+    """Write the tfjs-transfer bundle of a retrained model into ``folder``.
+
+    Args:
+        backbone: the ``ConvertedModel`` of the backbone up to its feature node (output ``features``).
+        head: the Keras head (features -> probabilities).
+        labels: the head's class names, in output order.
+
+    Returns:
+        What ``write_tfjs_bundle`` returned for the backbone.
+    """
+    folder = Path(folder)
+    written = write_tfjs_bundle(backbone, folder / "backbone", options)
+    keras_to_layers_model(head, folder / "head")
+    write_transfer_example(folder, labels)
+    return written

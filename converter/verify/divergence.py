@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from converter.samples import converted_layout, to_layout
-from converter.verify import compare
+from converter.errors import ConversionError
+from converter.layout import converted_layout, to_layout
+from converter.runtimes.tensorflow import run_saved_model, signature_specs
+from converter.sources.onnx import graph_inputs, onnx2tf_saved_model, rename_io
+from converter.verify.compare import compare
 
 
 def _float_node_outputs(model) -> list[tuple[int, str]]:
@@ -31,9 +34,6 @@ def _probe(model, tensor: str, samples: list[dict], tolerance, workdir: Path, ve
     """Convert the prefix of ``model`` ending at ``tensor``; return its ParityReport."""
     import onnx
     import onnxruntime as ort
-
-    from converter.runtimes.tensorflow import run_saved_model, signature_specs
-    from converter.sources.onnx import graph_inputs, onnx2tf_saved_model, rename_io
 
     inferred = onnx.shape_inference.infer_shapes(model)
     names = [i["name"] for i in graph_inputs(model)]
@@ -59,6 +59,12 @@ def _probe(model, tensor: str, samples: list[dict], tolerance, workdir: Path, ve
     return compare("onnxruntime", ref, "tensorflow", cand, tolerance)
 
 
+def _tensorflow_run_errors() -> tuple:
+    import tensorflow as tf
+
+    return (tf.errors.OpError,)
+
+
 def locate_divergence(model, samples: list[dict], tolerance, workdir, verbose: bool = False) -> dict | None:
     """Find the first node whose output TensorFlow computes out of tolerance.
 
@@ -81,7 +87,9 @@ def locate_divergence(model, samples: list[dict], tolerance, workdir, verbose: b
         try:
             report = _probe(model, tensor, samples, tolerance, Path(workdir) / f"probe{probes}", verbose)
             ok = report.ok
-        except Exception:  # a prefix that does not convert counts as diverged there
+        except (ConversionError, *_tensorflow_run_errors()):
+            # A prefix onnx2tf cannot convert, or whose SavedModel fails to run, diverged there;
+            # any other exception is a bug and surfaces.
             report, ok = None, False
         if ok:
             lo = mid + 1

