@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converter.atomic import atomic_output_dir, check_writable
-from converter.errors import ParityError
+from converter.errors import InputError, ParityError
+from converter.export import tfjs_passes
 from converter.export.bundle import write_tfjs_bundle
 from converter.export.tfjs import ExportOptions
 from converter.export.weights import float32_bytes, shard_bytes
 from converter.graph.preprocessing import bake_preprocessing as bake
 from converter.model import SPEC_FILE, ConvertedModel
+from converter.sources import onnx_passes
 from converter.verify import ParityReport, tolerance_for
 from converter.verify.parity import tensorflow_vs_tfjs
 
@@ -97,3 +99,26 @@ def verify_bundle(path, bundle=None, model_dir=None, samples: int = 3, backend: 
         bundle_dir, model_dir = path, Path(model_dir or path.parent)
     model = ConvertedModel.load(model_dir)
     return tensorflow_vs_tfjs(model, bundle_dir, samples=samples, backend=backend, sample_file=sample_file)
+
+
+def pass_pipelines() -> dict[str, list]:
+    """The named, ordered graph passes: ``{"onnx": [...], "tfjs": [...]}`` (each a function with a docstring).
+
+    ONNX passes run before onnx2tf on ONNX and PyTorch sources; TF.js passes run on every exported
+    ``model.json``. ``ConvertOptions.disabled_passes`` / ``ExportOptions.disabled_passes`` skip some by name.
+    """
+    return {"onnx": list(onnx_passes.PASSES), "tfjs": list(tfjs_passes.PASSES)}
+
+
+def check_pass_names(names) -> tuple:
+    """``names`` as a tuple, after checking each names a pass.
+
+    Raises:
+        InputError: unknown names, all listed, with the passes there are.
+    """
+    known = {p.__name__ for passes in pass_pipelines().values() for p in passes}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise InputError(f"Unknown pass(es) {unknown} for --disable-pass; the passes are: {', '.join(sorted(known))} "
+                         f"(transferjs passes lists them)")
+    return tuple(names)

@@ -55,6 +55,8 @@ class ConvertOptions:
         export: TF.js export options; ``None`` writes no bundle.
         backend: TF.js backend for verification (``"wasm"`` or ``"cpu"``).
         verbose: show the frameworks' own logs.
+        disabled_passes: names of ONNX graph passes not to run (``converter.api.pass_pipelines`` lists
+            them; TF.js passes are disabled in ``export``).
     """
 
     input_shapes: dict | None = None
@@ -74,6 +76,7 @@ class ConvertOptions:
     export: ExportOptions | None = ExportOptions()
     backend: str = "wasm"
     verbose: bool = False
+    disabled_passes: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
 def _convert_into(tmp: Path, work: Path, source, options: ConvertOptions, report: ConversionReport):
     """The stages after loading, writing into ``tmp``; raises ``ParityError`` after writing the report."""
     with report.stage("to_saved_model"):
-        saved, keymap = source.to_saved_model(work, options.keep_layout, options.verbose)
+        saved, keymap = source.to_saved_model(work, options.keep_layout, options.verbose, options.disabled_passes)
         _move_saved_model(saved, tmp / "saved_model")
         keras_file = source.write_keras_model(tmp / "keras")
     report.source = {**report.source, **source.details}  # what the conversion learned (passes applied, …)

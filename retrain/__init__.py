@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +22,10 @@ __all__ = ["retrain", "TrainConfig"]
 
 
 def default_cache_dir() -> Path:
-    """Where features are cached: $TRANSFERJS_CACHE, else ~/.cache/transferjs/features."""
-    base = os.environ.get("TRANSFERJS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transferjs"
-    return Path(base) / "features"
+    """Where features are cached: ``cache_root() / "features"`` (``~/.cache/transferjs/features``)."""
+    from converter.cache import cache_root
+
+    return cache_root() / "features"
 
 
 def _preprocessing(model, overrides: dict | None = None):

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import traceback
 
-from converter.api import export, verify_bundle
+from converter.api import check_pass_names, export, pass_pipelines, verify_bundle
 from converter.errors import InputError, ParityError, TransferJSError
 from converter.export.tfjs import ExportOptions
 from converter.graph.frozen import frozen_graph
@@ -67,6 +67,11 @@ EPILOG = {
     "inspect": """\
         example:
           transferjs inspect out/effnet
+        """,
+    "passes": """\
+        example:
+          transferjs passes
+          transferjs convert model.onnx -o out/ --disable-pass squeeze_pooled_flatten
         """,
     "verify": """\
         example:
@@ -173,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=textwrap.dedent(EPILOG["inspect"]), formatter_class=fmt, parents=[common])
     i.add_argument("model_dir", help="a folder written by 'transferjs convert'")
 
+    sub.add_parser("passes", help="list the graph passes convert and export run, in order",
+                   epilog=textwrap.dedent(EPILOG["passes"]), formatter_class=fmt, parents=[common])
+
     v = sub.add_parser("verify", help="run a converted model in TensorFlow and TF.js (Node.js) and compare",
                        epilog=textwrap.dedent(EPILOG["verify"]), formatter_class=fmt, parents=[common])
     v.add_argument("path", help="a folder written by 'transferjs convert', or a TF.js bundle inside one")
@@ -196,12 +204,15 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="quantize only weights whose names match this glob (repeatable; default: all)")
     p.add_argument("--shard-size", type=int, default=4 * 1024 * 1024, metavar="BYTES", help="weight shard size (default 4 MiB)")
     p.add_argument("--signature", default="serving_default", help="SavedModel signature to export")
+    p.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                   help="skip this graph pass (repeatable; 'transferjs passes' lists them)")
 
 
 def _export_options(args):
 
     patterns = tuple(args.quantize_weights) or ("*",)
-    return ExportOptions(quantize=args.quantize, quantize_patterns=patterns, shard_size=args.shard_size, signature=args.signature)
+    return ExportOptions(quantize=args.quantize, quantize_patterns=patterns, shard_size=args.shard_size, signature=args.signature,
+                         disabled_passes=check_pass_names(args.disable_pass))
 
 
 def _floats(text, what, n=None):
@@ -262,7 +273,7 @@ def cmd_convert(args) -> int:
         samples=args.samples, sample_file=args.sample, tolerance=Tolerance(args.atol, args.rtol),
         trust_code=args.trust_code, model_factory=args.model_factory, model_kwargs=parse_kwargs(args.model_kwargs),
         custom_objects=tuple(args.custom_objects), preprocessing=_preprocessing(args), labels=_labels(args.labels),
-        export=_export_options(args), verbose=args.verbose,
+        export=_export_options(args), verbose=args.verbose, disabled_passes=check_pass_names(args.disable_pass),
     )
     result = convert(args.src, args.out, options, overwrite=args.overwrite)
     print(summary(result.report, args.out))
@@ -371,8 +382,16 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_passes(args) -> int:
+    for where, passes in pass_pipelines().items():
+        print(f"{where} passes ({'before onnx2tf' if where == 'onnx' else 'on every exported model.json'}), in order:")
+        for p in passes:
+            print(f"  {p.__name__:<36} {(p.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
 COMMANDS = {"convert": cmd_convert, "export": cmd_export, "predict": cmd_predict, "verify": cmd_verify,
-            "retrain": cmd_retrain, "inspect": cmd_inspect}
+            "retrain": cmd_retrain, "inspect": cmd_inspect, "passes": cmd_passes}
 
 
 def main(argv=None) -> int:

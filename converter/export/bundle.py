@@ -25,7 +25,7 @@ from pathlib import Path
 from converter.export.tfjs import bundle_size, saved_model_to_graph_model
 from converter.export.weights import weight_dtypes
 from converter.model import Preprocessing
-from converter.runtimes.node import js_dir
+from converter.runtimes.node import js_dir, node_modules_dir
 from converter.runtimes.tfjs_support import needs_execute_async
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -98,7 +98,7 @@ def write_bundle_files(bundle_dir: Path, meta: dict) -> None:
     shutil.copyfile(js_dir() / "runtime.mjs", bundle_dir / "runtime.mjs")
     vendor = bundle_dir / "vendor"
     vendor.mkdir(exist_ok=True)
-    modules = js_dir() / "node_modules"
+    modules = node_modules_dir()
     for src, dst in _VENDOR.items():
         shutil.copyfile(modules / src, vendor / dst)
     versions = {dep: json.loads((modules / dep / "package.json").read_text())["version"] for dep in _NODE_DEPS}

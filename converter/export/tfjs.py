@@ -29,12 +29,14 @@ class ExportOptions:
         quantize_patterns: weight-name glob patterns to quantize (default: all weights).
         shard_size: bytes per weight shard file.
         signature: the SavedModel signature to export.
+        disabled_passes: names of TF.js graph passes not to run (``transferjs passes`` lists them).
     """
 
     quantize: str | None = None
     quantize_patterns: tuple = ("*",)
     shard_size: int = 4 * 1024 * 1024
     signature: str = "serving_default"
+    disabled_passes: tuple = ()
 
     def __post_init__(self):
         if self.quantize not in (None, *QUANTIZE_MODES):
@@ -65,7 +67,7 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
     if not model_json.is_file():
         raise ConversionError(f"tensorflowjs wrote no model.json into '{out_dir}'")
     restore_signature_keys(model_json, saved_model_dir, options.signature)
-    applied = apply_passes(model_json)
+    applied = apply_passes(model_json, options.disabled_passes)
     check_runtime_support(model_json)
     return applied
 

@@ -151,11 +151,14 @@ def unfuse_computed_biases(model: dict) -> int:
 PASSES = [unfuse_computed_biases, unfuse_unsupported_activations, flatten_fused_biases]
 
 
-def apply_passes(model_json: Path) -> dict[str, int]:
-    """Run every pass on ``model_json`` in order, rewrite it, and return what each changed."""
+def apply_passes(model_json: Path, disabled=()) -> dict[str, int]:
+    """Run the passes on ``model_json`` in order (except those named in ``disabled``), rewrite it,
+    and return what each changed."""
     model = json.loads(model_json.read_text())
     applied = {}
     for p in PASSES:
+        if p.__name__ in disabled:
+            continue
         n = p(model)
         if n:
             applied[p.__name__] = n

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import subprocess
 from pathlib import Path
 
+from converter.cache import cache_root
 from converter.errors import ConversionError
 from converter.runtimes.node import js_dir, node_executable
 
@@ -52,7 +52,7 @@ def runtime_support(version: str | None = None) -> dict:
         committed = max(_COMMITTED.glob("*.json"), key=lambda p: [int(x) for x in p.stem.split(".")])
     if committed.is_file():
         return json.loads(committed.read_text())
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transferjs" / "tfjs_runtime" / f"{version}.json"
+    cache = cache_root() / "tfjs_runtime" / f"{version}.json"
     if not cache.is_file():
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(ask_runtime())

@@ -42,8 +42,8 @@ class SourceModel:
         """Run the source runtime on samples (source layout); outputs keyed by output name."""
         raise NotImplementedError
 
-    def to_saved_model(self, workdir: Path, keep_layout: bool, verbose: bool) -> tuple[Path, dict[str, str]]:
-        """Convert to a SavedModel under ``workdir``.
+    def to_saved_model(self, workdir: Path, keep_layout: bool, verbose: bool, disabled_passes=()) -> tuple[Path, dict[str, str]]:
+        """Convert to a SavedModel under ``workdir`` (``disabled_passes``: graph passes not to run).
 
         Returns:
             The SavedModel folder, and a map from each signature key to the source

@@ -126,7 +126,7 @@ class KerasSource(SourceModel):
             results.append({n: np.asarray(o) for n, o in zip(self.output_names, out)})
         return results
 
-    def to_saved_model(self, workdir, keep_layout=False, verbose=False):
+    def to_saved_model(self, workdir, keep_layout=False, verbose=False, disabled_passes=()):
         import tensorflow as tf
 
         mapping = sanitize_names([t.name for t in self.inputs] + self.output_names)
@@ -193,7 +193,7 @@ class SavedModelSource(SourceModel):
 
         return run_saved_model(self.path, samples, self.signature)
 
-    def to_saved_model(self, workdir, keep_layout=False, verbose=False):
+    def to_saved_model(self, workdir, keep_layout=False, verbose=False, disabled_passes=()):
         import shutil
 
         out = Path(workdir) / "saved_model_copy"

@@ -343,7 +343,7 @@ class OnnxSource(SourceModel):
             self._session = ort.InferenceSession(self.model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         return [dict(zip(self.output_names, self._session.run(self.output_names, s))) for s in samples]
 
-    def to_saved_model(self, workdir, keep_layout=False, verbose=False):
+    def to_saved_model(self, workdir, keep_layout=False, verbose=False, disabled_passes=()):
         import onnx
 
         names = [i.name for i in self.inputs] + self.output_names
@@ -354,7 +354,7 @@ class OnnxSource(SourceModel):
         check_supported_ops(model)  # folding can fuse ops back into ones onnx2tf lacks (RMSNormalization)
 
         model, copied = copy_outer_initializers_into_branches(model)
-        model, self.details["onnx_passes"] = run_passes(model)
+        model, self.details["onnx_passes"] = run_passes(model, disabled_passes)
         if copied:
             self.details["onnx_passes"] = {**self.details["onnx_passes"], "copy_outer_initializers_into_branches": copied}
         self.converted_onnx, self.converted_names = model, mapping

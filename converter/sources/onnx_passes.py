@@ -320,10 +320,13 @@ def remove_dead_nodes(model) -> int:
 PASSES = [constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
 
 
-def run_passes(model):
-    """Run ``PASSES`` in order on ``model`` (in place); return it and what each changed."""
+def run_passes(model, disabled=()):
+    """Run ``PASSES`` in order on ``model`` (in place), except those named in ``disabled``;
+    return it and what each changed."""
     applied = {}
     for p in PASSES:
+        if p.__name__ in disabled:
+            continue
         n = p(model)
         if n:
             applied[p.__name__] = n
