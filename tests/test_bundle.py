@@ -154,3 +154,19 @@ def test_uint8_guard_keeps_depthwise_kernels_with_uneven_channels_in_float16():
     dead[..., 0] = 0.0  # a dead channel is no reason to keep a tensor in float16
     uint8, float16 = split_uint8_safe({"even": even, "depthwise": depthwise, "dead": dead})
     assert uint8 == ["even", "dead"] and float16 == ["depthwise"]
+
+
+def test_uint16_export_stores_weights_in_16_bits_and_matches_in_tfjs(tiny_converted, tmp_path):
+    from converter.api import export
+    from converter.export.tfjs import ExportOptions
+    from converter.export.weights import weight_dtypes
+
+    result = export(tiny_converted.model.directory, tmp_path / "u16", ExportOptions(quantize="uint16"))
+    assert result.parity.ok and result.parity.tolerance.atol == 5e-2, result.parity.failure_message()
+    assert weight_dtypes(tmp_path / "u16").get("uint16", 0) >= 4  # the conv and dense kernels and biases
+    assert 0.45 < result.weight_bytes / result.float32_bytes < 0.55
+    meta = json.loads((tmp_path / "u16" / "metadata.json").read_text())
+    assert meta["quantization"]["mode"] == "uint16" and meta["quantization"]["weights"]["uint16"] >= 4
+    # Really quantized: TF.js differs from float32 TensorFlow by more than float32 kernels would.
+    worst = max(o.max_abs for o in result.parity.outputs.values())
+    assert worst > 1e-6

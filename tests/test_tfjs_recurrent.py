@@ -27,12 +27,14 @@ def test_recurrent_state_in_and_out_matches_in_tfjs(tmp_path, builder):
     assert result.report["tfjs"]["passes"].get("unfuse_computed_biases")
 
 
-def test_if_with_outer_initializers_runs_both_branches_in_tfjs(tmp_path):
+@pytest.mark.parametrize("builder,copied", [("class9c_onnx_if", 2), ("class9e_onnx_if_local_constants", None)])
+def test_if_runs_both_branches_in_tfjs(tmp_path, builder, copied):
+    """Branches reading outer initializers (copied in) or holding their own constants (left as they are)."""
     from converter.runtimes.tfjs_node import run_bundle
 
-    result = _convert(tmp_path, "class9c_onnx_if")
+    result = _convert(tmp_path, builder)
     assert result.report["parity"]["tfjs"]["ok"]
-    assert result.report["source"]["onnx_passes"]["copy_outer_initializers_into_branches"] == 2
+    assert result.report["source"]["onnx_passes"].get("copy_outer_initializers_into_branches") == copied
     meta = json.loads((result.bundle / "metadata.json").read_text())
     assert meta["executeAsync"] is True  # Switch/Merge run only in executeAsync
     x = np.linspace(0.5, 1.5, 8, dtype=np.float32).reshape(1, 8)

@@ -18,7 +18,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from converter.errors import InputError, UnsupportedOpsError
+from converter.errors import InputError, UnsupportedOpsError, UntrustedCodeError
 from converter.runtimes.node import js_dir, node_executable
 from converter.sources.keras import load_keras_model
 
@@ -142,7 +142,11 @@ def write_layers_model(model, out_dir: Path) -> Path:
     """
     if model.keras_model_path is None:
         raise InputError(f"'{model.directory}' has no Keras model to write a TF.js layers model from")
-    keras_model = load_keras_model(model.keras_model_path)
+    try:
+        keras_model = load_keras_model(model.keras_model_path)
+    except UntrustedCodeError:  # Lambda / custom layers: code a TF.js layers model cannot hold
+        raise UnsupportedOpsError("TF.js layers 4.22 (the graph model works)",
+                                  {"Lambda or custom layers (Python code)": [model.keras_model]}, ("layer kind", "model")) from None
     missing = unsupported_layers(keras_model)
     if missing:
         raise UnsupportedOpsError("TF.js layers 4.22 (the graph model works)", missing, ("layer class", "layer"))
