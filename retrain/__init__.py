@@ -17,7 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain.train import TrainConfig
+from retrain.evaluation import describe_head, keras_head, plan_evaluation
+from retrain.normalization import missing_normalization_warning
+from retrain.phases import fine_tune_phase, frozen_phase
+from retrain.report_gallery import confident_mistakes, write_thumbnails
+from retrain.runtime_check import score_in_runtimes
+from retrain.train import TrainConfig, raw_pixel_baseline
 
 __all__ = ["retrain", "TrainConfig"]
 
@@ -68,12 +73,12 @@ def run_dir(out) -> Path:
     return out.parent / f".{out.name}.transferjs-run"
 
 
-def _fingerprint(fx, dataset, parts, config) -> str:
+def _fingerprint(fx, dataset, folds, config) -> str:
     import dataclasses
     import hashlib
 
     text = json.dumps([fx.key, dataclasses.asdict(config), [(str(p), y) for p, y in dataset.items],
-                       {k: list(map(int, v)) for k, v in parts.items()}], sort_keys=True)
+                       [list(map(int, fold)) for fold in folds]], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -91,11 +96,15 @@ def _prepare_run_dir(folder: Path, fingerprint: str, resume: bool, log) -> None:
     stamp.write_text(fingerprint)
 
 
-def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split: float = 0.15, test_split: float = 0.15,
+def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_split: float = 0.15,
             feature_node: str | None = None, cache_dir=None, overwrite: bool = False, baseline: bool = True,
             verify: bool = True, resume: bool = False, progress: bool = True, log=print,
             preprocessing: dict | None = None) -> dict:
     """Train a new head on ``data`` over the features of ``model_dir`` (then optionally fine-tune); write ``out``.
+
+    Settings are chosen and accuracy is estimated on held-out images only (k-fold cross-validation up
+    to ``config.kfold_max_images`` images, else a fixed test split; the report says which); the exported
+    model is then trained on every image (``config.refit``).
 
     Args:
         model_dir: a folder written by ``transferjs convert`` (or a previous retrain).
@@ -103,7 +112,8 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         out: the output folder: ``saved_model/``, ``tfjs/`` (bundle with labels), ``tfjs-transfer/``
             (``backbone/`` graph model + ``head/`` layers model + ``retrain_head.mjs``), ``report.json``, ``report.html``.
         config: training settings (``TrainConfig``; ``fine_tune=N`` adds phase 2).
-        val_split, test_split: stratified, seeded fractions (ignored when ``data`` has train/val/test).
+        test_split: the stratified, seeded test fraction when the data set is too large for k-fold
+            (a ``train/ val/ test/`` layout's own ``test/`` is always the test split).
         feature_node: the backbone tensor to take features from (default: what feeds its classifier).
         cache_dir: the feature cache (default ``default_cache_dir()``).
         baseline: also train softmax regression on raw pixels, for comparison.
@@ -112,39 +122,85 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
         preprocessing: ``Preprocessing`` fields to override (``size``, ``scale``, ``mean``, ``std``).
 
     Returns:
-        ``{"report": dict, "model": ConvertedModel, "bundle": Path, "held_out": [(path, label)]}``.
+        ``{"report": dict, "model": ConvertedModel, "bundle": Path, "held_out": [(path, label)]}``
+        (``held_out``: the check split, images the check model never trained on).
 
     Raises:
         InputError: bad data (before any training), bad feature node.
         ParityError: an exported TF.js bundle differs from its SavedModel.
     """
-    import dataclasses
     import shutil
 
     import tensorflow as tf
 
     from converter.atomic import check_writable
-    from converter.errors import InputError
     from converter.model import ConvertedModel
-    from retrain.data import read_csv, scan_folder, split
-    from retrain.features import FeatureExtractor, cached_features
-    from retrain.progress import Progress
-    from retrain.train import metrics, raw_pixel_baseline, train_head
+    from retrain.data import read_csv, scan_folder
+    from retrain.features import FeatureExtractor
 
     check_writable(out, overwrite)
     tf.config.experimental.enable_op_determinism()  # the same seed gives the same numbers, threads or not
     seconds = {}
     t = time.perf_counter()
     backbone = ConvertedModel.load(model_dir)
+    warning = missing_normalization_warning(backbone, preprocessing)
     backbone.preprocessing = _preprocessing(backbone, preprocessing)
+    if warning:
+        log(warning)
     dataset = read_csv(data) if str(data).endswith(".csv") else scan_folder(data)
-    parts = split(dataset, val_split, test_split, config.seed)
     fx = FeatureExtractor(backbone, feature_node)
-    checkpoints = run_dir(out)
-    _prepare_run_dir(checkpoints, _fingerprint(fx, dataset, parts, config), resume, log)
     seconds["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    feats, usable, skipped = _features(fx, dataset, cache_dir, progress)
+    seconds["features"] = time.perf_counter() - t
+    items = [(dataset.items[i][0], dataset.items[i][1]) for i in usable]
+    y, x = np.array([label for _, label in items], int), feats[usable]
+    plan = plan_evaluation(y, config, _given_test_positions(dataset, usable), test_split)
+    checkpoints = run_dir(out)
+    _prepare_run_dir(checkpoints, _fingerprint(fx, dataset, plan.folds, config), resume, log)
 
     t = time.perf_counter()
+    frozen = frozen_phase(x, y, dataset.labels, plan, config, log)
+    seconds["train_head"] = time.perf_counter() - t
+    report = _report(model_dir, fx, dataset, skipped, plan, frozen, config)
+    shown = {"positions": plan.scored(), "probabilities": frozen["held"]["probabilities"][plan.scored()]}
+    check_model = (fx.extract, keras_head(frozen["check_head"], len(dataset.labels), config))
+    delivered = (fx.extract, keras_head(frozen["delivered_head"], len(dataset.labels), config))
+    if config.fine_tune:
+        t = time.perf_counter()
+        tuned = fine_tune_phase(fx, items, dataset.labels, plan, frozen, config, checkpoints, resume, progress, log)
+        report["fine_tune"], check_model, delivered = tuned["summary"], tuned["check"], tuned["delivered"]
+        if tuned["summary"]["kept"]:
+            report["test"] = tuned["summary"].pop("test")
+            shown = {"positions": plan.check, "probabilities": tuned["check_probabilities"]}
+            report["evaluation"]["delivered_estimate"] = "fine-tuned, on the check split"
+        seconds["fine_tune"] = time.perf_counter() - t
+    if baseline:
+        t = time.perf_counter()
+        rest, check = plan.check_training, plan.check
+        report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(
+            [items[i][0] for i in rest], y[rest], [items[i][0] for i in check], y[check], seed=config.seed)
+        seconds["baseline"] = time.perf_counter() - t
+    report["misclassified"] = confident_mistakes([items[i][0] for i in shown["positions"]], y[shown["positions"]],
+                                                 shown["probabilities"], dataset.labels)
+    check_items = [items[i] for i in plan.check]
+    if config.refit:  # the delivered model saw the check split: score the check model, exported the same way
+        t = time.perf_counter()
+        report["runtime_check"] = _score_check_model(backbone, fx, check_model, dataset.labels, check_items)
+        seconds["runtime_check"] = time.perf_counter() - t
+    model = _export(out, overwrite, backbone, fx, delivered, dataset.labels, report, seconds, verify,
+                    None if config.refit else check_items)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    held_out = [(items[i][0], dataset.labels[y[i]]) for i in plan.check]
+    return {"report": report, "model": model, "bundle": Path(out) / "tfjs", "held_out": held_out}
+
+
+def _features(fx, dataset, cache_dir, progress: bool):
+    """Every image's features (from the cache when known); positions of the readable ones; all skipped files."""
+    from converter.errors import InputError
+    from retrain.features import cached_features
+    from retrain.progress import Progress
+
     paths = [p for p, _ in dataset.items]
     bar = Progress("features", len(paths), enabled=progress)
     first = []  # the first report counts the cached images
@@ -155,77 +211,86 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), val_split
 
     feats, ok, failed = cached_features(fx, paths, Path(cache_dir or default_cache_dir()), progress=advance)
     bar.close(f"{first[0] if first else 0} from the cache")
-    seconds["features"] = time.perf_counter() - t
-    skipped = dataset.skipped + sorted(failed.items())
-    y = np.array([label for _, label in dataset.items])
-    idx = {k: [i for i in v if ok[i]] for k, v in parts.items()}
-    if not idx["train"] or not idx["val"]:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        raise InputError("No readable training or validation images are left")
+    usable = np.flatnonzero(ok)
+    if len(usable) < 2:
+        raise InputError(f"Only {len(usable)} readable image(s) are left; retraining needs images of at least 2 classes")
+    return feats, usable, dataset.skipped + sorted(failed.items())
 
-    t = time.perf_counter()
-    head, history = train_head(feats[idx["train"]], y[idx["train"]], feats[idx["val"]], y[idx["val"]], len(dataset.labels),
-                               config, checkpoints / "head.npz", resume, progress, log)
-    seconds["train_head"] = time.perf_counter() - t
-    test_idx = idx["test"] or idx["val"]
-    frozen_metrics = metrics(y[test_idx], head(feats[test_idx], training=False).numpy().argmax(1), dataset.labels)
-    report = {
-        "backbone": {"model_dir": str(model_dir), "feature_node": fx.node, "feature_dim": fx.dim},
-        "dataset": {"labels": dataset.labels, "counts": dataset.counts(), "split": {k: len(v) for k, v in idx.items()},
-                    "evaluated_on": "test" if idx["test"] else "val (no test split)"},
+
+def _given_test_positions(dataset, usable: np.ndarray):
+    """The user's test/ folder (train/ val/ test/ layout) as positions among the usable images, else None."""
+    given = (dataset.given_splits or {}).get("test")
+    if not given:
+        return None
+    return np.flatnonzero(np.isin(usable, given))
+
+
+def _report(model_dir, fx, dataset, skipped, plan, frozen, config) -> dict:
+    import dataclasses
+
+    statement = plan.describe()
+    delivered = ("The exported model was then trained on all images with the settings chosen the same way"
+                 if config.refit else "The exported model is the one trained without the check split (--no-refit)")
+    check = "fold 1" if plan.kind == "k-fold" else "the test split"
+    return {
+        "backbone": {"model_dir": str(model_dir), "feature_node": fx.node, "feature_dim": fx.dim,
+                     "preprocessing": dataclasses.asdict(fx.model.preprocessing)},
+        "dataset": {"labels": dataset.labels, "counts": dataset.counts(),
+                    "split": {"check_training": len(plan.check_training), "check": len(plan.check)},
+                    "evaluated_on": f"{len(plan.folds)}-fold cross-validation" if plan.kind == "k-fold" else "test split"},
+        "evaluation": {"kind": plan.kind, "folds": len(plan.folds), "images": plan.images, "statement": statement,
+                       "check": check, "check_images": len(plan.check), "refit": config.refit, "delivered": delivered,
+                       "frozen": f"frozen head, {statement.split(':')[0]}", "delivered_estimate": "frozen head"},
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
         "config": dataclasses.asdict(config),
-        "history": history,
-        "test": frozen_metrics,
-        "test_frozen_features": {"accuracy": frozen_metrics["accuracy"]},
+        "head": describe_head(frozen["delivered_head"]),
+        "history": getattr(frozen["delivered_head"], "history", {}),
+        "test": frozen["metrics"],
+        "test_frozen_features": {"accuracy": frozen["held"]["accuracy"], "check_accuracy": frozen["held"]["check_accuracy"]},
     }
-    graph = fx.extract
-    if config.fine_tune:
-        t = time.perf_counter()
-        graph, report["fine_tune"] = _fine_tune(fx, head, history, dataset, idx, y, test_idx, config, checkpoints,
-                                                resume, progress, log)
-        if report["fine_tune"]["kept"]:
-            report["test"] = report["fine_tune"].pop("test")
-        seconds["fine_tune"] = time.perf_counter() - t
-    if baseline and idx["test"]:
-        t = time.perf_counter()
-        report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(
-            [paths[i] for i in idx["train"]], y[idx["train"]], [paths[i] for i in idx["test"]], y[idx["test"]], seed=config.seed)
-        seconds["baseline"] = time.perf_counter() - t
-
-    model = _export(out, overwrite, backbone, fx, graph, head, dataset.labels, report, seconds, verify)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    held_out = [(paths[i], dataset.labels[y[i]]) for i in test_idx]
-    return {"report": report, "model": model, "bundle": Path(out) / "tfjs", "held_out": held_out}
 
 
-def _fine_tune(fx, head, history, dataset, idx, y, test_idx, config, checkpoints, resume, progress, log):
-    """Phase 2; kept only when an epoch beats the frozen head's validation accuracy (else rolled back)."""
-    from retrain.finetune import fine_tune, predict
-    from retrain.train import metrics
-
-    graph = fx.trainable(config.fine_tune)
-    items = {k: [(dataset.items[i][0], int(y[i])) for i in v] for k, v in idx.items()}
-    start = {"loss": history["best_val_loss"], "accuracy": history["best_val_accuracy"]}
-    result = fine_tune(graph, head, fx, items["train"], items["val"], len(dataset.labels), config, start,
-                       checkpoints / "fine_tune.npz", resume, progress, log)
-    h = result["history"]
-    kept = h["best_epoch"] > 0
-    test_items = items["test"] or items["val"]  # as test_idx
-    summary = {"layers": len(h["trainable_layers"]), "parameters": h["trainable_parameters"], "history": h, "kept": kept,
-               "selected_by": "validation accuracy (ties: loss), against the frozen head's"}
-    if not kept:
-        log(f"fine-tune: no epoch beat the frozen head's validation accuracy {start['accuracy']:.3f}; "
-            "keeping the frozen-feature model")
-        return fx.extract, summary
-    summary["test"] = metrics(y[test_idx], predict(result["forward"], test_items, fx.model, config.batch_size).argmax(1),
-                              dataset.labels)
-    summary["test_accuracy"] = summary["test"]["accuracy"]
-    return graph, summary
+def _score_check_model(backbone, fx, check_model, labels, check_items) -> dict:
+    """Export the check model (trained without ``check_items``) as the delivered one is; score it in TF and TF.js."""
+    with tempfile.TemporaryDirectory(prefix="transferjs-check-") as work:
+        model, bundle, _ = _write_classifier(Path(work), backbone, fx, check_model, labels, Path(work).name)
+        result = score_in_runtimes(model, bundle, check_items)
+    result.pop("tfjs_probabilities")
+    return result
 
 
-def _export(out, overwrite, backbone, fx, graph, head, labels, report, seconds, verify):
-    """Write ``out`` atomically: combined SavedModel, TF.js bundle, transfer-learning bundle, reports."""
+def _write_classifier(folder: Path, backbone, fx, graph_and_head, labels, name: str):
+    """``folder/saved_model`` (image in, ``probabilities`` out), ``spec.json`` and ``folder/tfjs``.
+
+    Returns:
+        ``(ConvertedModel, bundle folder, what write_tfjs_bundle reported)``.
+    """
+    import tensorflow as tf
+
+    from converter.export import write_tfjs_bundle
+    from converter.export.tfjs import ExportOptions
+    from converter.model import ConvertedModel, TensorSpec
+
+    graph, head = graph_and_head
+    (inp,) = backbone.inputs
+    spec = tf.TensorSpec([None, *fx.input.shape[1:]], tf.float32, name=inp.name)
+    _saved_model(lambda x: head(graph(x), training=False), folder / "saved_model", spec, "probabilities",
+                 [head, *graph.trainable_variables])
+    model = ConvertedModel(
+        folder, inputs=[inp], outputs=[TensorSpec("probabilities", [None, len(labels)], "float32")],
+        source={"format": "retrained", "path": str(folder), "backbone": str(backbone.directory), "name": name},
+        preprocessing=backbone.preprocessing, labels=labels,
+    )
+    model.save()
+    return model, folder / "tfjs", write_tfjs_bundle(model, folder / "tfjs", ExportOptions())
+
+
+def _export(out, overwrite, backbone, fx, delivered, labels, report, seconds, verify, score_items=None):
+    """Write ``out`` atomically: combined SavedModel, TF.js bundle, transfer-learning bundle, reports.
+
+    ``score_items``: held-out ``(path, label)`` the delivered model never trained on (``--no-refit``):
+    its own bundle is scored on them in TF.js beside its SavedModel.
+    """
     import tensorflow as tf
 
     from converter.atomic import atomic_output_dir
@@ -236,44 +301,44 @@ def _export(out, overwrite, backbone, fx, graph, head, labels, report, seconds, 
     from converter.model import ConvertedModel, TensorSpec
     from converter.parity_run import tensorflow_vs_tfjs
     from retrain.report import write_report_html
+    from retrain.transfer_js import write_transfer_example
 
     t = time.perf_counter()
+    graph, head = delivered
     (inp,) = backbone.inputs
     spec = tf.TensorSpec([None, *fx.input.shape[1:]], tf.float32, name=inp.name)
-    variables = graph.trainable_variables
     with tempfile.TemporaryDirectory() as work, atomic_output_dir(out, overwrite) as tmp:
-        _saved_model(lambda x: head(graph(x), training=False), tmp / "saved_model", spec, "probabilities", [head, *variables])
-        model = ConvertedModel(
-            tmp, inputs=[inp], outputs=[TensorSpec("probabilities", [None, len(labels)], "float32")],
-            source={"format": "retrained", "path": str(Path(out)), "backbone": str(backbone.directory), "name": Path(out).name},
-            preprocessing=backbone.preprocessing, labels=labels,
-        )
+        model, bundle, written = _write_classifier(tmp, backbone, fx, delivered, labels, Path(out).name)
+        model.source["path"] = str(Path(out))
         model.save()
-        written = write_tfjs_bundle(model, tmp / "tfjs", ExportOptions())
         features = ConvertedModel(
             Path(work), inputs=[inp], outputs=[TensorSpec("features", [None, fx.dim], "float32")],
             source={"format": "retrained-backbone", "backbone": str(backbone.directory), "name": "backbone"},
             preprocessing=backbone.preprocessing,
         )
-        _saved_model(graph, features.saved_model, spec, "features", variables)
+        _saved_model(graph, features.saved_model, spec, "features", graph.trainable_variables)
         features.save()
         transfer = tmp / "tfjs-transfer"
         write_tfjs_bundle(features, transfer / "backbone", ExportOptions())
         keras_to_layers_model(head, transfer / "head")
-        from retrain.transfer_js import write_transfer_example
-
         write_transfer_example(transfer, labels)
         report["tfjs"] = {"bytes": written["bytes"], "passes": written["passes"],
                           "transfer": {"backbone": "tfjs-transfer/backbone/model.json", "head": "tfjs-transfer/head/model.json"}}
         seconds["export"] = time.perf_counter() - t
+        if score_items is not None:
+            t = time.perf_counter()
+            report["runtime_check"] = score_in_runtimes(model, bundle, score_items)
+            report["runtime_check"].pop("tfjs_probabilities")
+            seconds["runtime_check"] = time.perf_counter() - t
         if verify:
-            parity = tensorflow_vs_tfjs(model, tmp / "tfjs")
+            parity = tensorflow_vs_tfjs(model, bundle)
             backbone_parity = tensorflow_vs_tfjs(features, transfer / "backbone")
             report["parity_tfjs"] = parity.to_dict()
             report["parity_tfjs_backbone"] = backbone_parity.to_dict()
             if not (parity.ok and backbone_parity.ok):
                 raise ParityError([r for r in (parity, backbone_parity) if not r.ok])
         report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+        write_thumbnails(report["misclassified"], tmp)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         write_report_html(report, tmp)
     model.directory = Path(out)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from retrain.report_gallery import STYLE, gallery_html, per_class_bars_html
+
 
 def _plots(report: dict, folder: Path) -> None:
     import matplotlib
@@ -60,24 +62,33 @@ def write_report_html(report: dict, folder: Path) -> Path:
     counts = "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in report["dataset"]["counts"].items())
     skipped = "".join(f"<li><code>{esc(s['path'])}</code>: {esc(s['reason'])}</li>" for s in report["skipped"]) or "<li>none</li>"
     baseline = report.get("baseline_raw_pixels_accuracy")
-    phases = f"Frozen features: {report['test_frozen_features']['accuracy']:.1%}."
+    ev = report["evaluation"]
+    phases = f"Frozen features: {report['test_frozen_features']['accuracy']:.1%} ({ev['frozen']})."
     if "fine_tune" in report:
         ft = report["fine_tune"]
         phases += (f" Fine-tuned (last {ft['layers']} weight layers, {ft['parameters']:,} weights): "
-                   + (f"{ft['test_accuracy']:.1%}, kept (higher validation accuracy)." if ft["kept"]
-                      else "not kept: no epoch beat the frozen head's validation accuracy."))
+                   f"{ft['test_accuracy']:.1%} on {ev['check_images']} held-out images where the frozen head had "
+                   f"{ft['frozen_on_same_images']:.1%}: " + ("kept." if ft["kept"] else "not kept."))
+    check = report.get("runtime_check")
+    runtime = (f"Measured in the shipped runtimes on the {check['images']} images of {esc(ev['check'])}: TF.js "
+               f"({check['backend']}, Node.js) {check['tfjs_accuracy']:.1%}, SavedModel {check['saved_model_accuracy']:.1%} "
+               f"({check['same_predictions']}/{check['images']} identical predictions)." if check else "")
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.get("seconds", {}).items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>transferjs retraining report</title>
 <style>body{{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .6rem;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}</style></head><body>
+td:first-child,th:first-child{{text-align:left}}{STYLE}</style></head><body>
 <h1>Retraining report</h1>
 <p>Backbone <code>{esc(report['backbone']['model_dir'])}</code>, features from
 <code>{esc(report['backbone']['feature_node'])}</code> ({report['backbone']['feature_dim']} values).</p>
-<h2>Held-out {esc(report['dataset']['evaluated_on'])} accuracy: {t['accuracy']:.1%}</h2>
+<h2>Held-out accuracy: {t['accuracy']:.1%}</h2>
+<p>Every number here is a held-out estimate: {esc(ev['statement'])}. {esc(ev['delivered'])}</p>
 <p>{esc(phases)} {f"Raw-pixel baseline (softmax regression on 32×32 pixels): {baseline:.1%}." if baseline is not None else ""}
-Split: {esc(str(report['dataset']['split']))}. Never measured on training images.</p>
+{runtime}</p>
+<h2>Per-class accuracy</h2>{per_class_bars_html(t)}
+<h2>Most confidently misclassified held-out images</h2>{gallery_html(report.get("misclassified", []))}
+<h2>Precision, recall, F1</h2>
 <table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>
 <h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">
 <h2>Training curves</h2><img src="curves.png" alt="loss and accuracy per epoch">
