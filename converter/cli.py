@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--fine-tune", type=int, default=0, metavar="N",
                    help="phase 2: also train the backbone's last N weight layers (convolutions/dense), on augmented images")
     r.add_argument("--fine-tune-epochs", type=int, default=3, help="fixed budget (warm-up, cosine decay)")
-    r.add_argument("--fine-tune-learning-rate", type=float, default=1e-4, help="peak learning rate")
+    r.add_argument("--fine-tune-learning-rate", type=float, default=3e-4, help="peak learning rate")
     r.add_argument("--no-augment", action="store_true", help="no random flip/rotation/zoom/brightness/contrast in phase 2")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run (same settings) from its last checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -51,7 +51,7 @@ class TrainConfig:
     seed: int = 0
     fine_tune: int = 0
     fine_tune_epochs: int = 3
-    fine_tune_learning_rate: float = 1e-4
+    fine_tune_learning_rate: float = 3e-4
     fine_tune_label_smoothing: float = 0.1
     augment: bool = True
 
