@@ -106,7 +106,7 @@ def explore(model_dir: Path, split: dict, cache_dir: Path, layers: list[int], ra
 
     def one(layers_n: int, rate: float) -> dict:
         config = TrainConfig(fine_tune=layers_n, fine_tune_learning_rate=rate, fine_tune_epochs=epochs,
-                             fine_tune_patience=epochs, seed=0)
+                             seed=0)
         head, h1 = train_head(feats[:n], y[:n], feats[n:], y[n:], CLASSES, config, progress=False, log=log)
         t = time.perf_counter()
         h2 = fine_tune(fx.trainable(layers_n), head, fx, train, val, CLASSES, config, progress=False, log=log)["history"]
@@ -243,7 +243,7 @@ def sweep_row(model_dir: Path, work: Path, split: dict, per_class: int | None, d
         "fine_tuned": ft.get("test_accuracy"), "fine_tune_kept": ft.get("kept"),
         "fine_tune_best_epoch": ft.get("history", {}).get("best_epoch"),
         "fine_tune_val_loss": ft.get("history", {}).get("val_loss"),
-        "frozen_best_val_loss": rep["history"]["best_val_loss"],
+        "frozen_on_check_split": ft.get("frozen_on_same_images"),
         "final": rep["test"]["accuracy"], "raw_pixels": rep["baseline_raw_pixels_accuracy"],
         "retrain_seconds": round(retrain_seconds, 1), "retrain_stage_seconds": rep["seconds"],
     }

@@ -39,7 +39,7 @@ def test_linear_head_is_at_least_as_good_as_a_cross_validated_logistic_regressio
         reference.append(float((lr.predict(x_test) == y_test).mean()))
     # 1,647 held-out images per draw; measured 91.24 vs 91.30 % (one image apart in one draw): "at least as good"
     # is allowed one held-out image per draw, no more.
-    assert np.mean(ours) >= np.mean(reference) - 1 / len(y_test), (ours, reference)
+    assert np.mean(ours) >= np.mean(reference) - 1 / len(y_test) - 1e-9, (ours, reference)
     assert min(ours) > 0.8  # chance is 0.1
 
 
@@ -76,7 +76,11 @@ def _colour_classes(folder, per_class: int = 10) -> None:
 
 @pytest.fixture(scope="module")
 def refit_pair(tiny_converted, tmp_path_factory):
-    """The same retrain run with and without refitting on every image (tiny CNN backbone)."""
+    """The same retrain run with and without refitting on every image (tiny CNN backbone).
+
+    No raw-pixel baseline and no random-input parity run (tested elsewhere): the held-out images are scored
+    in TF.js and the SavedModel by the runs themselves.
+    """
     from retrain import TrainConfig, retrain
 
     root = tmp_path_factory.mktemp("refit")
@@ -84,7 +88,7 @@ def refit_pair(tiny_converted, tmp_path_factory):
     runs = {}
     for refit in (True, False):
         runs[refit] = retrain(tiny_converted.model.directory, root / "data", root / f"out-{refit}", TrainConfig(refit=refit),
-                              cache_dir=root / "cache", progress=False, log=lambda m: None)
+                              cache_dir=root / "cache", baseline=False, verify=False, progress=False, log=lambda m: None)
     return runs
 
 
