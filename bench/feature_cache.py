@@ -19,6 +19,8 @@ Goal (issue 6): the cache >= 10x faster than recomputing.
 
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import json
 import os
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
 
     from converter.model import ConvertedModel
     from fixtures.emoji_dataset import build_emoji_dataset
-    from retrain import TrainConfig, _preprocessing
+    from retrain import TrainConfig
+    from retrain.api import _preprocessing
     from retrain.data import scan_folder, split
     from retrain.features import FeatureExtractor, cached_features
     from retrain.train import train_head
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="feature-cache-") as tmp:
         work = Path(tmp)
         model = ConvertedModel.load(converted_backbone(args.model, work))
-        model.preprocessing = _preprocessing(model)
+        model = dataclasses.replace(model, preprocessing=_preprocessing(model))
         counts = build_emoji_dataset(work / "emoji", args.per_class or None)
         data = scan_folder(work / "emoji")
         parts = split(data, val=0.2, test=0.0, seed=0)

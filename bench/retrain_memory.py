@@ -54,7 +54,7 @@ t = time.perf_counter()
 r = retrain(sys.argv[1], sys.argv[2], sys.argv[3], TrainConfig(epochs=5, fine_tune=1, fine_tune_epochs=1),
             cache_dir=sys.argv[4], progress=False, verify=False, log=lambda m: None)
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "test_accuracy": r["report"]["test"]["accuracy"], "split": r["report"]["dataset"]["split"]}))
+                  "test_accuracy": r.report["test"]["accuracy"], "split": r.report["dataset"]["split"]}))
 """
 
 

@@ -27,6 +27,8 @@ Results are merged into ``--json`` (``explore``, ``sweep`` or ``quick`` keys).
 
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import json
 import os
@@ -91,13 +93,14 @@ def explore(model_dir: Path, split: dict, cache_dir: Path, layers: list[int], ra
             log=print) -> dict:
     """Phase 1, then phase 2 for each N at rates[0]; the best N again at the other rates. Validation only."""
     from converter.model import ConvertedModel
-    from retrain import TrainConfig, _preprocessing
+    from retrain import TrainConfig
+    from retrain.api import _preprocessing
     from retrain.features import FeatureExtractor, cached_features
     from retrain.finetune import fine_tune
     from retrain.train import train_head
 
     model = ConvertedModel.load(model_dir)
-    model.preprocessing = _preprocessing(model)
+    model = dataclasses.replace(model, preprocessing=_preprocessing(model))
     fx = FeatureExtractor(model)
     train, val = split["train"], split["val"]
     feats, _, _ = cached_features(fx, [p for p, _ in train + val], cache_dir)
@@ -106,7 +109,7 @@ def explore(model_dir: Path, split: dict, cache_dir: Path, layers: list[int], ra
 
     def one(layers_n: int, rate: float) -> dict:
         config = TrainConfig(fine_tune=layers_n, fine_tune_learning_rate=rate, fine_tune_epochs=epochs,
-                             fine_tune_patience=epochs, seed=0)
+                             seed=0)
         head, h1 = train_head(feats[:n], y[:n], feats[n:], y[n:], CLASSES, config, progress=False, log=log)
         t = time.perf_counter()
         h2 = fine_tune(fx.trainable(layers_n), head, fx, train, val, CLASSES, config, progress=False, log=log)["history"]
@@ -233,7 +236,7 @@ def sweep_row(model_dir: Path, work: Path, split: dict, per_class: int | None, d
                          fine_tune_epochs=args.fine_tune_epochs, seed=0)
     t = time.perf_counter()
     rep = retrain(model_dir, data, work / f"out-{name}", config, cache_dir=cache_dir, overwrite=True, baseline=True,
-                  verify=False, progress=False, log=log)["report"]
+                  verify=False, progress=False, log=log).report
     retrain_seconds = time.perf_counter() - t
     ft = rep.get("fine_tune", {})
     row = {
@@ -243,7 +246,7 @@ def sweep_row(model_dir: Path, work: Path, split: dict, per_class: int | None, d
         "fine_tuned": ft.get("test_accuracy"), "fine_tune_kept": ft.get("kept"),
         "fine_tune_best_epoch": ft.get("history", {}).get("best_epoch"),
         "fine_tune_val_loss": ft.get("history", {}).get("val_loss"),
-        "frozen_best_val_loss": rep["history"]["best_val_loss"],
+        "frozen_on_check_split": ft.get("frozen_on_same_images"),
         "final": rep["test"]["accuracy"], "raw_pixels": rep["baseline_raw_pixels_accuracy"],
         "retrain_seconds": round(retrain_seconds, 1), "retrain_stage_seconds": rep["seconds"],
     }

@@ -21,6 +21,8 @@ import numpy as np
 
 from converter.errors import InputError
 from converter.graph.frozen import frozen_graph
+from converter.graph.trainable import TrainableGraph
+from converter.images import load_rgb, preprocess
 
 # Ops between the classifier's MatMul and the output (bias, Gemm's alpha, activations).
 _PASS_THROUGH = {"Identity", "Softmax", "BiasAdd", "AddV2", "Add", "Mul", "IdentityN", "Relu", "Sigmoid"}
@@ -106,7 +108,6 @@ class FeatureExtractor:
 
     def trainable(self, layers: int):
         """The backbone up to the feature node with its last ``layers`` weight layers as variables."""
-        from converter.graph.trainable import TrainableGraph
 
         return TrainableGraph(self.graph_def, self.placeholder, self.node, layers)
 
@@ -120,7 +121,6 @@ def cached_features(fx: FeatureExtractor, paths: list[Path], cache_dir: Path, ba
     Returns:
         ``(features (N, dim) float32, ok mask (N,), {path: reason} for unreadable images)``.
     """
-    from converter.images import load_rgb, preprocess
 
     cache = Path(cache_dir) / fx.key
     cache.mkdir(parents=True, exist_ok=True)

@@ -6,19 +6,23 @@ fly on resized 0..255 pixels, before the model's normalisation, seeded by ``(see
 
 Example:
     >>> graph = extractor.trainable(8)                    # last 8 weight layers become variables
-    >>> history = fine_tune(graph, head, extractor, train, val, classes=5, config=config)
+    >>> history = fine_tune(graph, head, extractor, train, held_out, classes=5, config=config)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from converter.images import load_rgb, normalize, resize
+from retrain.loop import FitSpec, fit
+from retrain.progress import Progress
+from retrain.train import class_weights, evaluate, train_step
+
 
 def image_dataset(items, model, batch_size: int, order=None, augment_seed: int | None = None):
     """``tf.data`` batches ``(model input, label)`` from ``items`` = [(path, label)], in ``order``."""
     import tensorflow as tf
 
-    from converter.images import load_rgb, normalize, resize
 
     p, layout = model.preprocessing, (model.inputs[0].layout or "NHWC")
     order = np.arange(len(items)) if order is None else order
@@ -56,61 +60,85 @@ def predict(forward, items, model, batch_size: int = 32) -> np.ndarray:
     return np.concatenate(batches) if batches else np.zeros((0, 0), np.float32)
 
 
-def fine_tune(graph, head, extractor, train, val, classes: int, config, start: dict | None = None, checkpoint=None,
-              resume: bool = False, progress: bool = True, log=print) -> dict:
-    """Train ``graph``'s variables and ``head`` together; the best validation epoch is restored.
+def learning_rate_schedule(peak: float, steps: int):
+    """Linear warm-up over the first 10 % of ``steps`` to ``peak``, then cosine decay to 0.
 
-    Epochs are judged by validation accuracy (ties: lower loss): fine-tuning makes the head more
-    confident, which raises the validation loss of a model that classifies better. An epoch must beat
-    ``start`` (the phase-1 model's validation result); when none does, the weights go back to it.
-
-    Args:
-        graph: a ``TrainableGraph`` (the backbone up to the feature node).
-        head: the phase-1 head (Keras).
-        extractor: the ``FeatureExtractor`` (model, preprocessing, layout).
-        train, val: lists of ``(path, label index)``.
-        config: ``TrainConfig`` (``fine_tune_epochs``, ``fine_tune_learning_rate``, ``augment``, ``seed``).
-        start: ``{"loss", "accuracy"}`` of the model before fine-tuning, on ``val``.
+    The warm-up keeps the first steps, whose gradients come from a head fitted to frozen features,
+    from tearing the pretrained weights; the decay lets the last epoch settle instead of being
+    judged in mid-stride (a fixed schedule needs no best-epoch selection on held-out images).
     """
     import keras
 
-    from retrain.loop import FitSpec, fit
-    from retrain.progress import Progress
-    from retrain.train import class_weights, evaluate, train_step
+    warmup = max(1, steps // 10)
+    return keras.optimizers.schedules.CosineDecay(0.0, max(1, steps - warmup), warmup_target=peak, warmup_steps=warmup)
+
+
+def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkpoint=None, resume: bool = False,
+              progress: bool = True, log=print) -> dict:
+    """Train ``graph``'s variables and ``head`` together for ``config.fine_tune_epochs`` (fixed schedule).
+
+    Every epoch runs; the last one's weights are kept. ``judge`` (held-out images) is scored after each
+    epoch for the curves and for the caller's keep-or-not decision; it chooses nothing here.
+
+    Args:
+        graph: a ``TrainableGraph`` (the backbone up to the feature node).
+        head: the phase-1 head (Keras), trained on the same training images.
+        extractor: the ``FeatureExtractor`` (model, preprocessing, layout).
+        train, judge: lists of ``(path, label index)``; ``judge`` may be empty (a refit on every image).
+        config: ``TrainConfig`` (``fine_tune_epochs``, ``fine_tune_learning_rate`` (the peak),
+            ``fine_tune_label_smoothing``, ``augment``, ``seed``).
+
+    Returns:
+        ``{"history": dict, "forward": callable (images, training) -> probabilities}``.
+
+    Example:
+        >>> result = fine_tune(extractor.trainable(16), head, extractor, train, held_out, 5, TrainConfig())
+    """
+    import keras
 
     model, y_train = extractor.model, np.array([label for _, label in train])
     variables = graph.trainable_variables + head.trainable_variables
-    optimizer = keras.optimizers.Adam(config.fine_tune_learning_rate)
+    steps = config.fine_tune_epochs * -(-len(train) // config.batch_size)
+    optimizer = keras.optimizers.Adam(learning_rate_schedule(config.fine_tune_learning_rate, steps))
     optimizer.build(variables)
 
     def forward(x, training):
         return head(graph(x), training=training)
 
-    step = train_step(forward, variables, optimizer, classes, config.label_smoothing)
+    step = train_step(forward, variables, optimizer, classes, config.fine_tune_label_smoothing)
     weights = class_weights(y_train, classes)
-    y_val = np.array([label for _, label in val])
+    y_judge = np.array([label for _, label in judge])
 
     bars = []
+    run_epoch = _epoch_runner(step, train, model, weights, config, progress, bars, closes=not judge)
+
+    def validate() -> dict:
+        result = evaluate(predict(forward, judge, model, config.batch_size), y_judge)
+        bars[-1].close(f"held-out loss {result['loss']:.3f}  accuracy {result['accuracy']:.3f}")
+        return result
+
+    spec = FitSpec("fine-tune", variables, head.non_trainable_variables + optimizer.variables, run_epoch,
+                   validate if judge else None, config.fine_tune_epochs, config.fine_tune_epochs + 1, restore_best=False)
+    history = fit(spec, checkpoint, resume, log)
+    history["trainable_layers"] = graph.trainable_layer_names
+    history["trainable_parameters"] = int(sum(np.prod(v.shape) for v in graph.trainable_variables))
+    return {"history": history, "forward": forward}
+
+
+def _epoch_runner(step, train, model, weights, config, progress: bool, bars: list, closes: bool):
+    """``run_epoch(epoch)``: one pass over ``train`` in the epoch's seeded order and augmentation."""
 
     def run_epoch(epoch: int) -> dict:
         order = np.random.default_rng([config.seed, epoch]).permutation(len(train))
         seed = config.seed * 1000 + epoch * 10 if config.augment else None
-        bars.append(Progress(f"fine-tune epoch {epoch + 1}", len(train), enabled=progress))
+        bars.append(Progress(f"fine-tune epoch {epoch + 1}/{config.fine_tune_epochs}", len(train), enabled=progress))
         loss = correct = seen = 0.0
         for x, y in image_dataset(train, model, config.batch_size, order, seed):
             l, c = step(x, y, weights[y.numpy()])
             loss, correct, seen = loss + float(l) * len(y), correct + float(c), seen + len(y)
             bars[-1].update(len(y), f"loss {loss / seen:.3f}")
+        if closes:
+            bars[-1].close()
         return {"loss": loss / len(train), "accuracy": correct / len(train)}
 
-    def validate() -> dict:
-        result = evaluate(predict(forward, val, model, config.batch_size), y_val)
-        bars[-1].close(f"val_loss {result['loss']:.3f}  val_accuracy {result['accuracy']:.3f}")
-        return result
-
-    spec = FitSpec("fine-tune", variables, head.non_trainable_variables + optimizer.variables,
-                   run_epoch, validate, config.fine_tune_epochs, config.fine_tune_patience, monitor="accuracy", start=start)
-    history = fit(spec, checkpoint, resume, log)
-    history["trainable_layers"] = graph.trainable_layer_names
-    history["trainable_parameters"] = int(sum(np.prod(v.shape) for v in graph.trainable_variables))
-    return {"history": history, "forward": forward}
+    return run_epoch

@@ -30,23 +30,27 @@ class FitSpec:
         model_variables: weights restored from the best epoch at the end.
         other_variables: saved and restored on resume, not rolled back (optimizer state).
         run_epoch: ``run_epoch(epoch) -> {"loss": float, "accuracy": float}`` trains one epoch.
-        validate: ``validate() -> {"loss": float, "accuracy": float}`` on the validation split.
+        validate: ``validate() -> {"loss": float, "accuracy": float}`` on the validation split; ``None``
+            when there is none (a refit on every image): the last epoch is kept.
         epochs, patience: the maximum epochs; epochs without a better validation score before stopping.
         monitor: ``"loss"`` (lower validation loss is better) or ``"accuracy"`` (higher validation
             accuracy, ties broken by lower loss).
         start: the validation result of the weights as they are (epoch 0); an epoch must beat it to be
             kept, so when none does the starting weights are restored. ``None``: any first epoch counts.
+        restore_best: ``False``: a fixed schedule; every epoch runs and the last one's weights are kept
+            (validation is only recorded, so a held-out score of the result is not a selected one).
     """
 
     name: str
     model_variables: list
     other_variables: list
     run_epoch: Callable[[int], dict]
-    validate: Callable[[], dict]
+    validate: Callable[[], dict] | None
     epochs: int
     patience: int
     monitor: str = "loss"
     start: dict | None = None
+    restore_best: bool = True
 
     def score(self, result: dict) -> list:
         """Larger is better."""
@@ -93,12 +97,16 @@ def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log
     while not meta["done"] and meta["epoch"] < spec.epochs and meta["wait"] < spec.patience:
         epoch = meta["epoch"]
         train = spec.run_epoch(epoch)
-        val = spec.validate()
-        for key, value in (("loss", train["loss"]), ("accuracy", train["accuracy"]),
-                           ("val_loss", val["loss"]), ("val_accuracy", val["accuracy"])):
+        val = spec.validate() if spec.validate is not None else None
+        for key, value in (("loss", train["loss"]), ("accuracy", train["accuracy"])) + (
+                (("val_loss", val["loss"]), ("val_accuracy", val["accuracy"])) if val else ()):
             meta["history"][key].append(float(value))
         meta["epoch"] = epoch + 1
-        if spec.score(val) > meta["best_score"]:
+        if not spec.restore_best or val is None:
+            meta.update(best_epoch=epoch + 1, wait=0, **({"best_loss": float(val["loss"]),
+                                                          "best_accuracy": float(val["accuracy"])} if val else {}))
+            best = [np.asarray(v.numpy()) for v in spec.model_variables]
+        elif spec.score(val) > meta["best_score"]:
             meta.update(best_loss=float(val["loss"]), best_accuracy=float(val["accuracy"]), best_score=spec.score(val),
                         best_epoch=epoch + 1, wait=0)
             best = [np.asarray(v.numpy()) for v in spec.model_variables]

@@ -9,16 +9,17 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from retrain.report_gallery import STYLE, gallery_html, per_class_bars_html
+
 
 def _plots(report: dict, folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Figure objects draw with the Agg canvas on their own: no pyplot, no process-wide backend switch.
+    from matplotlib.figure import Figure
 
     h = report["history"]
     h2 = report.get("fine_tune", {}).get("history", {})
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.plot(h.get(key, []) + h2.get(key, []), label="train")
         ax.plot(h.get(f"val_{key}", []) + h2.get(f"val_{key}", []), label="validation")
@@ -29,11 +30,11 @@ def _plots(report: dict, folder: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(folder / "curves.png", dpi=90)
-    plt.close(fig)
 
     labels = report["dataset"]["labels"]
     cm = report["test"]["confusion_matrix"]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(labels), 1 + 0.6 * len(labels)))
+    fig = Figure(figsize=(1.2 + 0.7 * len(labels), 1 + 0.6 * len(labels)))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -44,7 +45,6 @@ def _plots(report: dict, folder: Path) -> None:
             ax.text(j, i, str(n), ha="center", va="center", color="black" if n < max(map(max, cm)) / 2 else "white")
     fig.tight_layout()
     fig.savefig(folder / "confusion.png", dpi=90)
-    plt.close(fig)
 
 
 def write_report_html(report: dict, folder: Path) -> Path:
@@ -60,24 +60,33 @@ def write_report_html(report: dict, folder: Path) -> Path:
     counts = "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in report["dataset"]["counts"].items())
     skipped = "".join(f"<li><code>{esc(s['path'])}</code>: {esc(s['reason'])}</li>" for s in report["skipped"]) or "<li>none</li>"
     baseline = report.get("baseline_raw_pixels_accuracy")
-    phases = f"Frozen features: {report['test_frozen_features']['accuracy']:.1%}."
+    ev = report["evaluation"]
+    phases = f"Frozen features: {report['test_frozen_features']['accuracy']:.1%} ({ev['frozen']})."
     if "fine_tune" in report:
         ft = report["fine_tune"]
         phases += (f" Fine-tuned (last {ft['layers']} weight layers, {ft['parameters']:,} weights): "
-                   + (f"{ft['test_accuracy']:.1%}, kept (higher validation accuracy)." if ft["kept"]
-                      else "not kept: no epoch beat the frozen head's validation accuracy."))
+                   f"{ft['test_accuracy']:.1%} on {ev['check_images']} held-out images where the frozen head had "
+                   f"{ft['frozen_on_same_images']:.1%}: " + ("kept." if ft["kept"] else "not kept."))
+    check = report.get("runtime_check")
+    runtime = (f"Measured in the shipped runtimes on the {check['images']} images of {esc(ev['check'])}: TF.js "
+               f"({check['backend']}, Node.js) {check['tfjs_accuracy']:.1%}, SavedModel {check['saved_model_accuracy']:.1%} "
+               f"({check['same_predictions']}/{check['images']} identical predictions)." if check else "")
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.get("seconds", {}).items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>transferjs retraining report</title>
 <style>body{{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .6rem;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}</style></head><body>
+td:first-child,th:first-child{{text-align:left}}{STYLE}</style></head><body>
 <h1>Retraining report</h1>
 <p>Backbone <code>{esc(report['backbone']['model_dir'])}</code>, features from
 <code>{esc(report['backbone']['feature_node'])}</code> ({report['backbone']['feature_dim']} values).</p>
-<h2>Held-out {esc(report['dataset']['evaluated_on'])} accuracy: {t['accuracy']:.1%}</h2>
+<h2>Held-out accuracy: {t['accuracy']:.1%}</h2>
+<p>Every number here is a held-out estimate: {esc(ev['statement'])}. {esc(ev['delivered'])}</p>
 <p>{esc(phases)} {f"Raw-pixel baseline (softmax regression on 32×32 pixels): {baseline:.1%}." if baseline is not None else ""}
-Split: {esc(str(report['dataset']['split']))}. Never measured on training images.</p>
+{runtime}</p>
+<h2>Per-class accuracy</h2>{per_class_bars_html(t)}
+<h2>Most confidently misclassified held-out images</h2>{gallery_html(report.get("misclassified", []))}
+<h2>Precision, recall, F1</h2>
 <table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>
 <h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">
 <h2>Training curves</h2><img src="curves.png" alt="loss and accuracy per epoch">

@@ -1,4 +1,4 @@
-"""Phase 1: a new head on frozen features; metrics on the held-out test split.
+"""Phase 1: a new head on frozen features (the hidden-layer variant; the linear one: ``linear_probe``); metrics.
 
 Example:
     >>> head, history = train_head(x_train, y_train, x_val, y_val, classes=5, config=TrainConfig())
@@ -12,25 +12,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from converter.images import load_rgb, resize
+from retrain.linear_probe import choose_and_fit, stratified_folds
+from retrain.loop import FitSpec, fit
+from retrain.progress import Progress
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Head training settings; the defaults suit a few hundred to tens of thousands of images.
+    """Retraining settings; the defaults suit a few dozen to tens of thousands of images.
 
     Args:
-        epochs: maximum epochs (early stopping on validation loss restores the best).
-        batch_size: images per step.
-        learning_rate: Adam's.
-        dropout: before the dense layer.
-        hidden: units of an optional hidden layer (0: none).
-        label_smoothing: for the cross-entropy.
-        patience: epochs without validation improvement before stopping.
-        seed: everything random (weights, shuffling, splits, augmentation) follows it.
-        fine_tune: phase 2 trains the last N weight layers of the backbone with the head (0: off).
-        fine_tune_epochs, fine_tune_learning_rate, fine_tune_patience: phase 2's (Adam, low rate).
+        l2: the linear head's regularisation strength (``None``: chosen by cross-validation).
+        folds: k of the k-fold cross-validation that chooses settings and estimates held-out accuracy.
+        kfold_max_images: up to this many images, held-out accuracy is a k-fold estimate; above it, a
+            fixed test split (``test_split`` of ``retrain``).
+        refit: after choosing settings on held-out images, train the exported model on every image
+            (``False``: export the model that was evaluated, trained without its held-out images).
+        hidden: units of an optional hidden layer: that head (Adam, dropout, early stopping) competes with
+            the linear one on the same folds; the better held-out accuracy wins (0: linear only).
+        epochs, batch_size, learning_rate, dropout, patience: the hidden-layer head's training (Adam).
+        label_smoothing: for the heads' cross-entropy.
+        seed: everything random (folds, splits, weights, shuffling, augmentation) follows it.
+        fine_tune: phase 2 trains the last N weight layers of the backbone with the head (0: off); kept
+            only when it beats the frozen head on the held-out images it was not trained on.
+        fine_tune_epochs: phase 2's fixed epoch budget (warm-up, then cosine decay; the last epoch is kept).
+        fine_tune_learning_rate: phase 2's peak learning rate (Adam).
+        fine_tune_label_smoothing: phase 2's (it keeps the head from growing over-confident on few images).
         augment: random flip/rotation/zoom/brightness/contrast during phase 2.
     """
 
+    l2: float | None = None
+    folds: int = 5
+    kfold_max_images: int = 2000
+    refit: bool = True
     epochs: int = 100
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -40,9 +55,9 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     fine_tune: int = 0
-    fine_tune_epochs: int = 5
-    fine_tune_learning_rate: float = 1e-4
-    fine_tune_patience: int = 3
+    fine_tune_epochs: int = 3
+    fine_tune_learning_rate: float = 3e-4
+    fine_tune_label_smoothing: float = 0.1
     augment: bool = True
 
 
@@ -50,12 +65,24 @@ def build_head(dim: int, classes: int, config: TrainConfig):
     """Dropout (+ optional hidden layer) + dense softmax, as a Keras model named for TF.js."""
     import keras
 
+    # Seeded initializers and dropout: the seed decides the weights without touching global random state.
     inp = keras.Input((dim,), name="features")
     x = keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout")(inp)
     if config.hidden:
-        x = keras.layers.Dense(config.hidden, activation="relu", name="hidden")(x)
-    out = keras.layers.Dense(classes, activation="softmax", name="probabilities")(x)
+        x = keras.layers.Dense(config.hidden, activation="relu", name="hidden",
+                               kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed))(x)
+    out = keras.layers.Dense(classes, activation="softmax", name="probabilities",
+                             kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed + 1))(x)
     return keras.Model(inp, out, name="head")
+
+
+def head_from_probe(probe, classes: int, config: TrainConfig):
+    """The Keras head (``build_head``, no hidden layer) holding a fitted ``LinearProbe``'s weights."""
+    import dataclasses
+
+    head = build_head(probe.kernel.shape[0], classes, dataclasses.replace(config, hidden=0))
+    head.get_layer("probabilities").set_weights([probe.kernel.astype(np.float32), probe.bias.astype(np.float32)])
+    return head
 
 
 def class_weights(y: np.ndarray, classes: int) -> np.ndarray:
@@ -96,10 +123,6 @@ def train_head(x_train, y_train, x_val, y_val, classes: int, config: TrainConfig
     """Train the head on features; return it (best validation epoch restored) and the history."""
     import keras
 
-    from retrain.loop import FitSpec, fit
-    from retrain.progress import Progress
-
-    keras.utils.set_random_seed(config.seed)
     head = build_head(x_train.shape[1], classes, config)
     optimizer = keras.optimizers.Adam(config.learning_rate)
     optimizer.build(head.trainable_variables)
@@ -149,11 +172,9 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
 def raw_pixel_baseline(train_paths, y_train, test_paths, y_test, size: int = 32, seed: int = 0) -> float:
     """Test accuracy of softmax regression on raw pixels (size x size): the bar transfer must clear.
 
-    Images are read one at a time and kept only at ``size`` x ``size`` (float32, standardized in place).
+    The same linear head as on features (L2 strength chosen by 3-fold cross-validation on the training
+    images), on standardized pixels. Images are read one at a time and kept only at ``size`` x ``size``.
     """
-    import keras
-
-    from converter.images import load_rgb, resize
 
     def flat(paths):
         x = np.empty((len(paths), size * size * 3), np.float32)
@@ -161,15 +182,8 @@ def raw_pixel_baseline(train_paths, y_train, test_paths, y_test, size: int = 32,
             x[i] = resize(load_rgb(p), (size, size)).numpy().ravel() / 255
         return x
 
-    keras.utils.set_random_seed(seed)
     x_train, x_test = flat(train_paths), flat(test_paths)
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    for x in (x_train, x_test):
-        x -= mean
-        x /= std
     classes = int(max(y_train.max(), y_test.max()) + 1)
-    model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(classes, activation="softmax",
-                                                                                  kernel_regularizer=keras.regularizers.l2(1e-3))])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=100, batch_size=32, verbose=0)
-    return float(np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test))
+    folds = stratified_folds(y_train, max(2, min(3, int(np.bincount(y_train)[np.bincount(y_train) > 0].min()))), seed)
+    probe = choose_and_fit(x_train, y_train, classes, folds)
+    return float(np.mean(probe.predict_proba(x_test).argmax(1) == y_test))

@@ -19,7 +19,8 @@ PACKAGES = ("converter", "retrain", "transferjs")
 
 # (layer number, module prefixes); the longest matching prefix decides.
 LAYERS = [
-    (0, ["converter.model", "converter.errors", "converter.layout", "converter.atomic", "converter.logs", "converter.report"]),
+    (0, ["converter.model", "converter.errors", "converter.layout", "converter.atomic", "converter.logs", "converter.report",
+         "converter.cache"]),
     (1, ["converter.sources", "converter.graph", "converter.graph_ops", "converter.runtimes", "converter.images",
          "converter.samples", "converter.calibration", "converter.description"]),
     (2, ["converter.export", "converter.verify"]),
@@ -134,9 +135,15 @@ def test_library_files_and_functions_stay_small(package):
         if len(lines) > LIBRARY_FILE_LINES:
             problems.append(f"{path.relative_to(ROOT)}: {len(lines)} lines")
         for node in ast.walk(ast.parse("\n".join(lines))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > LIBRARY_FUNCTION_LINES:
-                problems.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}(): {node.end_lineno - node.lineno + 1} lines")
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(node) > LIBRARY_FUNCTION_LINES:
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}(): {_code_lines(node)} lines of code")
     assert not problems, "split by concept:\n" + "\n".join(problems)
+
+
+def _code_lines(node) -> int:
+    """A function's lines, not counting its docstring."""
+    doc = node.body[0] if node.body and isinstance(node.body[0], ast.Expr) and isinstance(getattr(node.body[0], "value", None), ast.Constant) else None
+    return node.end_lineno - node.lineno + 1 - ((doc.end_lineno - doc.lineno + 1) if doc else 0)
 
 
 def test_the_contract_catches_an_upward_import(tmp_path):

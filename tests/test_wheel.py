@@ -10,6 +10,7 @@ Node.js side is installed from the wheel's own ``package-lock.json`` on first us
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,7 +35,14 @@ def _run(cmd, cwd, env, timeout=900) -> subprocess.CompletedProcess:
 def installed(tmp_path_factory):
     """(venv bin folder, environment, work folder) of the wheel installed outside the checkout."""
     root = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", root / "dist", ROOT], root, os.environ)
+    # Built from a copy of the tracked sources: no stale build/ output of an earlier build can slip in.
+    tree = root / "src"
+    for name in ("pyproject.toml", "README.md", "converter", "retrain", "transferjs"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copyfile)(ROOT / name, tree / name)
+    (tree / "js").mkdir()
+    for f in list((ROOT / "js").glob("*.mjs")) + [ROOT / "js" / "package.json", ROOT / "js" / "package-lock.json"]:
+        shutil.copyfile(f, tree / "js" / f.name)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", root / "dist", tree], root, os.environ)
     (wheel,) = (root / "dist").glob("transferjs-*.whl")
     _run([sys.executable, "-m", "venv", root / "venv"], root, os.environ)
     site = next((root / "venv" / "lib").glob("python3*/site-packages"))

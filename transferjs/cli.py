@@ -25,7 +25,7 @@ from converter.sources.torch import parse_kwargs
 from converter.verify.tolerance import Tolerance
 from retrain import TrainConfig, retrain
 from retrain.features import candidate_nodes, default_feature_node
-from transferjs.console import configure
+from transferjs.console import configure, deterministic_ops
 
 EPILOG = {
     "main": """\
@@ -153,21 +153,26 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--data-csv", metavar="FILE", help="CSV of path,label rows (paths relative to the file)")
     r.add_argument("-o", "--out", required=True, help="output folder (created atomically)")
     r.add_argument("--overwrite", action="store_true")
-    r.add_argument("--val-split", type=float, default=0.15)
-    r.add_argument("--test-split", type=float, default=0.15)
-    r.add_argument("--epochs", type=int, default=100, help="maximum head epochs (early stopping restores the best)")
+    r.add_argument("--test-split", type=float, default=0.15,
+                   help="held-out fraction when the data set is too large for k-fold cross-validation")
+    r.add_argument("--folds", type=int, default=5, help="k of the cross-validation that chooses settings and scores them")
+    r.add_argument("--no-refit", action="store_true",
+                   help="export the model evaluated without its held-out images instead of refitting on all")
+    r.add_argument("--l2", type=float, help="the linear head's L2 strength (default: chosen by cross-validation)")
+    r.add_argument("--epochs", type=int, default=100, help="maximum epochs of the --hidden head (early stopping)")
     r.add_argument("--learning-rate", type=float, default=1e-3)
     r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--patience", type=int, default=10, help="head epochs without validation improvement before stopping")
+    r.add_argument("--patience", type=int, default=10, help="--hidden head epochs without improvement before stopping")
     r.add_argument("--fine-tune", type=int, default=0, metavar="N",
                    help="phase 2: also train the backbone's last N weight layers (convolutions/dense), on augmented images")
-    r.add_argument("--fine-tune-epochs", type=int, default=5)
-    r.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
+    r.add_argument("--fine-tune-epochs", type=int, default=3, help="fixed budget (warm-up, cosine decay)")
+    r.add_argument("--fine-tune-learning-rate", type=float, default=3e-4, help="peak learning rate")
     r.add_argument("--no-augment", action="store_true", help="no random flip/rotation/zoom/brightness/contrast in phase 2")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run (same settings) from its last checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     _preprocessing_args(r, "as the converted model's metadata says")
-    r.add_argument("--hidden", type=int, default=0, help="units of an optional hidden layer in the head")
+    r.add_argument("--hidden", type=int, default=0,
+                   help="units of a hidden-layer head that competes with the linear one on held-out folds")
     r.add_argument("--label-smoothing", type=float, default=0.0)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--feature-node", help="backbone tensor to take features from (see 'transferjs inspect')")
@@ -336,18 +341,20 @@ def cmd_predict(args) -> int:
 
 
 def cmd_retrain(args) -> int:
+    deterministic_ops()
     from pathlib import Path
 
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, hidden=args.hidden,
                          label_smoothing=args.label_smoothing, patience=args.patience, seed=args.seed,
                          fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
-                         fine_tune_learning_rate=args.fine_tune_learning_rate, augment=not args.no_augment)
-    result = retrain(args.model_dir, args.data or args.data_csv, args.out, config, args.val_split, args.test_split,
+                         fine_tune_learning_rate=args.fine_tune_learning_rate, augment=not args.no_augment,
+                         folds=args.folds, refit=not args.no_refit, l2=args.l2)
+    result = retrain(args.model_dir, args.data or args.data_csv, args.out, config, args.test_split,
                      args.feature_node, args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline,
                      resume=args.resume, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
                      preprocessing=_preprocessing_overrides(args))
-    r = result["report"]
+    r = result.report
     print(f"Retrained {args.model_dir} on {sum(r['dataset']['counts'].values())} images, {len(r['dataset']['labels'])} classes "
           f"-> {args.out}")
     print(f"  split {r['dataset']['split']}; skipped {len(r['skipped'])} unreadable file(s)")
@@ -355,9 +362,13 @@ def cmd_retrain(args) -> int:
         ft = r["fine_tune"]
         print(f"  frozen features: {r['test_frozen_features']['accuracy']:.1%}; fine-tuned ({ft['layers']} layers, "
               f"{ft['parameters']:,} weights): "
-              + (f"{ft['test_accuracy']:.1%}" if ft["kept"] else "not kept (no better on validation)"))
+              + (f"{ft['test_accuracy']:.1%}" if ft["kept"] else "not kept (no better on held-out images)"))
     print(f"  {r['dataset']['evaluated_on']} accuracy: {r['test']['accuracy']:.1%}"
           + (f" (raw-pixel baseline {r['baseline_raw_pixels_accuracy']:.1%})" if "baseline_raw_pixels_accuracy" in r else ""))
+    if "runtime_check" in r:
+        c = r["runtime_check"]
+        print(f"  held-out check ({c['images']} images): TF.js {c['backend']} {c['tfjs_accuracy']:.1%}, "
+              f"SavedModel {c['saved_model_accuracy']:.1%}; {r['evaluation']['delivered']}")
     out = Path(args.out)
     print(f"  TF.js bundle with labels: {out / 'tfjs'}; JS transfer learning: {out / 'tfjs-transfer'}; "
           f"report: {out / 'report.html'}")

@@ -77,3 +77,11 @@ def divert_native_stderr(path: Path = NATIVE_LOG) -> None:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setStream(sys.stderr)
     divert_native_stderr.done = True
+
+
+def deterministic_ops() -> None:
+    """Make TensorFlow's ops deterministic for this process: a seed then gives the same training numbers
+    (threads or not), and ``retrain --resume`` continues an interrupted run exactly."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()

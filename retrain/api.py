@@ -1,0 +1,243 @@
+"""``retrain``: transfer learning on a converted model — a head on frozen features, then optional fine-tuning.
+
+Example:
+    >>> from retrain import retrain
+    >>> result = retrain("out/effnet", "photos/", "out/pets")
+    >>> result.report["test"]["accuracy"]
+    0.93
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from converter.atomic import check_writable
+from converter.cache import cache_root
+from converter.errors import InputError
+from converter.model import ConvertedModel, Preprocessing
+from retrain.data import read_csv, scan_folder
+from retrain.evaluation import describe_head, keras_head, plan_evaluation
+from retrain.features import FeatureExtractor, cached_features
+from retrain.normalization import missing_normalization_warning
+from retrain.phases import fine_tune_phase, frozen_phase
+from retrain.progress import Progress
+from retrain.report_gallery import confident_mistakes
+from retrain.run_state import fingerprint, prepare_run_dir, run_dir
+from retrain.train import TrainConfig, raw_pixel_baseline
+from retrain.writing import score_check_model, write_outputs
+
+__all__ = ["retrain", "RetrainResult", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What ``retrain`` wrote.
+
+    Args:
+        report: ``report.json``'s content (held-out metrics, how they were measured, timings, parity).
+        model: the ``ConvertedModel`` of ``out`` (image in, ``probabilities`` out).
+        bundle: its TF.js bundle (``out/tfjs``).
+        held_out: ``(path, label)`` of the check images, which the check model never trained on.
+    """
+
+    report: dict
+    model: ConvertedModel
+    bundle: Path
+    held_out: list
+
+
+def default_cache_dir() -> Path:
+    """Where features are cached: ``cache_root() / "features"`` (``~/.cache/transferjs/features``)."""
+    return cache_root() / "features"
+
+
+def _preprocessing(model, overrides: dict | None = None):
+    """The model's preprocessing (its metadata, else its input size and [0, 1] pixels), with ``overrides``."""
+    p = model.preprocessing
+    if p is None or p.size is None:
+        (inp,) = model.inputs
+        size = tuple(inp.shape[1:3] if inp.layout == "NHWC" else inp.shape[2:4])
+        p = dataclasses.replace(p, size=size) if p is not None else Preprocessing(size=size)
+    return dataclasses.replace(p, **(overrides or {}))
+
+
+def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_split: float = 0.15,
+            feature_node: str | None = None, cache_dir=None, overwrite: bool = False, baseline: bool = True,
+            verify: bool = True, resume: bool = False, progress: bool = True, log=print,
+            preprocessing: dict | None = None) -> RetrainResult:
+    """Train a new head on ``data`` over the features of ``model_dir`` (then optionally fine-tune); write ``out``.
+
+    Settings are chosen and accuracy is estimated on held-out images only (k-fold cross-validation up
+    to ``config.kfold_max_images`` images, else a fixed test split; the report says which); the exported
+    model is then trained on every image (``config.refit``).
+
+    Args:
+        model_dir: a folder written by ``transferjs convert`` (or a previous retrain).
+        data: a folder of class sub-folders, or a ``.csv`` of ``path,label`` rows.
+        out: the output folder: ``saved_model/``, ``tfjs/`` (bundle with labels), ``tfjs-transfer/``
+            (``backbone/`` graph model + ``head/`` layers model + ``retrain_head.mjs``), ``report.json``, ``report.html``.
+        config: training settings (``TrainConfig``; ``fine_tune=N`` adds phase 2).
+        test_split: the stratified, seeded test fraction when the data set is too large for k-fold
+            (a ``train/ val/ test/`` layout's own ``test/`` is always the test split).
+        feature_node: the backbone tensor to take features from (default: what feeds its classifier).
+        cache_dir: the feature cache (default ``default_cache_dir()``).
+        baseline: also train softmax regression on raw pixels, for comparison.
+        resume: continue from the checkpoints an interrupted run with the same settings left.
+        progress: progress bars on stderr.
+        preprocessing: ``Preprocessing`` fields to override (``size``, ``scale``, ``mean``, ``std``).
+
+    Returns:
+        A ``RetrainResult``.
+
+    TensorFlow op determinism is process-wide state, so the library leaves it as the caller set it;
+    the CLI turns it on (``tf.config.experimental.enable_op_determinism()``) so that a seed gives
+    the same fine-tuning numbers, and ``--resume`` continues them exactly.
+
+    Raises:
+        InputError: bad data (before any training), bad feature node.
+        ParityError: an exported TF.js bundle differs from its SavedModel.
+    """
+    check_writable(out, overwrite)
+    seconds = {}
+    with _timed(seconds, "load"):
+        backbone = _backbone(model_dir, preprocessing, log)
+        dataset = read_csv(data) if str(data).endswith(".csv") else scan_folder(data)
+        fx = FeatureExtractor(backbone, feature_node)
+    with _timed(seconds, "features"):
+        feats, usable, skipped = _features(fx, dataset, cache_dir, progress)
+    items = [(dataset.items[i][0], dataset.items[i][1]) for i in usable]
+    y, x = np.array([label for _, label in items], int), feats[usable]
+    plan = plan_evaluation(y, config, _given_test_positions(dataset, usable), test_split)
+    checkpoints = run_dir(out)
+    prepare_run_dir(checkpoints, fingerprint(fx, dataset, plan.folds, config), resume, log)
+    with _timed(seconds, "train_head"):
+        frozen = frozen_phase(x, y, dataset.labels, plan, config, log)
+    report = _report(model_dir, fx, dataset, skipped, plan, frozen, config)
+    run = _Run(fx, items, y, dataset.labels, plan, config, report, seconds)
+    check_model, delivered, shown = _phases(run, frozen, checkpoints, resume, progress, log)
+    if baseline:
+        with _timed(seconds, "baseline"):
+            report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(
+                run.paths(plan.check_training), y[plan.check_training], run.paths(plan.check), y[plan.check], seed=config.seed)
+    report["misclassified"] = confident_mistakes(run.paths(shown["positions"]), y[shown["positions"]],
+                                                 shown["probabilities"], dataset.labels)
+    check_items = [items[i] for i in plan.check]
+    if config.refit:  # the delivered model saw the check split: score the check model, exported the same way
+        with _timed(seconds, "runtime_check"):
+            report["runtime_check"] = score_check_model(backbone, fx, check_model, dataset.labels, check_items)
+    model = write_outputs(out, overwrite, backbone, fx, delivered, dataset.labels, report, seconds, verify,
+                          None if config.refit else check_items)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    held_out = [(items[i][0], dataset.labels[y[i]]) for i in plan.check]
+    return RetrainResult(report, model, Path(out) / "tfjs", held_out)
+
+
+@dataclass
+class _Run:
+    """What the phases of one run share."""
+
+    fx: object
+    items: list
+    y: np.ndarray
+    labels: list
+    plan: object
+    config: TrainConfig
+    report: dict
+    seconds: dict
+
+    def paths(self, positions) -> list:
+        return [self.items[i][0] for i in positions]
+
+
+def _phases(run: _Run, frozen: dict, checkpoints: Path, resume: bool, progress: bool, log):
+    """The check and delivered models (frozen head, or fine-tuned when that helps) and the held-out predictions shown."""
+    plan, config, classes = run.plan, run.config, len(run.labels)
+    shown = {"positions": plan.scored(), "probabilities": frozen["held"]["probabilities"][plan.scored()]}
+    check_model = (run.fx.extract, keras_head(frozen["check_head"], classes, config))
+    delivered = (run.fx.extract, keras_head(frozen["delivered_head"], classes, config))
+    if not config.fine_tune:
+        return check_model, delivered, shown
+    with _timed(run.seconds, "fine_tune"):
+        tuned = fine_tune_phase(run.fx, run.items, run.labels, plan, frozen, config, checkpoints, resume, progress, log)
+    run.report["fine_tune"] = tuned["summary"]
+    if tuned["summary"]["kept"]:
+        run.report["test"] = tuned["summary"].pop("test")
+        shown = {"positions": plan.check, "probabilities": tuned["check_probabilities"]}
+        run.report["evaluation"]["delivered_estimate"] = "fine-tuned, on the check split"
+    return tuned["check"], tuned["delivered"], shown
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict, stage: str):
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = time.perf_counter() - t
+
+
+def _backbone(model_dir, overrides: dict | None, log):
+    """The converted model with the preprocessing retraining uses (warning once when a known normalization is missing)."""
+    backbone = ConvertedModel.load(model_dir)
+    warning = missing_normalization_warning(backbone, overrides)
+    if warning:
+        log(warning)
+    return dataclasses.replace(backbone, preprocessing=_preprocessing(backbone, overrides))
+
+
+def _features(fx, dataset, cache_dir, progress: bool):
+    """Every image's features (from the cache when known); positions of the readable ones; all skipped files."""
+    paths = [p for p, _ in dataset.items]
+    bar = Progress("features", len(paths), enabled=progress)
+    first = []  # the first report counts the cached images
+
+    def advance(done: int, total: int) -> None:
+        first.append(done)
+        bar.update(done - bar.done)
+
+    feats, ok, failed = cached_features(fx, paths, Path(cache_dir or default_cache_dir()), progress=advance)
+    bar.close(f"{first[0] if first else 0} from the cache")
+    usable = np.flatnonzero(ok)
+    if len(usable) < 2:
+        raise InputError(f"Only {len(usable)} readable image(s) are left; retraining needs images of at least 2 classes")
+    return feats, usable, dataset.skipped + sorted(failed.items())
+
+
+def _given_test_positions(dataset, usable: np.ndarray):
+    """The user's test/ folder (train/ val/ test/ layout) as positions among the usable images, else None."""
+    given = (dataset.given_splits or {}).get("test")
+    if not given:
+        return None
+    return np.flatnonzero(np.isin(usable, given))
+
+
+def _report(model_dir, fx, dataset, skipped, plan, frozen, config) -> dict:
+    statement = plan.describe()
+    delivered = ("The exported model was then trained on all images with the settings chosen the same way"
+                 if config.refit else "The exported model is the one trained without the check split (--no-refit)")
+    check = "fold 1" if plan.kind == "k-fold" else "the test split"
+    return {
+        "backbone": {"model_dir": str(model_dir), "feature_node": fx.node, "feature_dim": fx.dim,
+                     "preprocessing": dataclasses.asdict(fx.model.preprocessing)},
+        "dataset": {"labels": dataset.labels, "counts": dataset.counts(),
+                    "split": {"check_training": len(plan.check_training), "check": len(plan.check)},
+                    "evaluated_on": f"{len(plan.folds)}-fold cross-validation" if plan.kind == "k-fold" else "test split"},
+        "evaluation": {"kind": plan.kind, "folds": len(plan.folds), "images": plan.images, "statement": statement,
+                       "check": check, "check_images": len(plan.check), "refit": config.refit, "delivered": delivered,
+                       "frozen": f"frozen head, {statement.split(':')[0]}", "delivered_estimate": "frozen head"},
+        "skipped": [{"path": p, "reason": r} for p, r in skipped],
+        "config": dataclasses.asdict(config),
+        "head": describe_head(frozen["delivered_head"]),
+        "history": getattr(frozen["delivered_head"], "history", {}),
+        "test": frozen["metrics"],
+        "test_frozen_features": {"accuracy": frozen["held"]["accuracy"], "check_accuracy": frozen["held"]["check_accuracy"]},
+    }
+
+

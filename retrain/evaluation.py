@@ -1,0 +1,202 @@
+"""Held-out evaluation that never trains on what it scores, and the head that is delivered.
+
+Small data sets (up to ``kfold_max_images``) are scored by k-fold cross-validation: every image
+is predicted by a head trained without its fold, and that head's own settings (the L2 strength,
+linear or hidden layer) are chosen by cross-validation on its training folds only (nested), so
+the estimate chose nothing. Larger ones keep one fixed, stratified test split. Fold 1 (or the
+test split) is the *check* split: the one model trained without it is the one fine-tuning is
+judged on and exported a second time to be scored in TensorFlow and in TF.js. The delivered
+head is then chosen and fitted the same way on every image (``refit``).
+
+These are plain functions of ``(features, labels, config)``.
+
+Example:
+    >>> plan = plan_evaluation(y, TrainConfig())
+    >>> held = held_out_heads(x, y, classes=5, plan=plan, config=TrainConfig())
+    >>> held["accuracy"], plan.describe()
+    (0.71, '5-fold cross-validation over 857 images (nested: ...)')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from converter.errors import InputError
+from retrain.linear_probe import (
+    LinearProbe,
+    choose_and_fit,
+    class_balanced_weights,
+    fit_softmax_regression,
+    stratified_folds,
+)
+from retrain.train import head_from_probe, train_head
+
+
+@dataclass
+class EvaluationPlan:
+    """Which images score which model.
+
+    Args:
+        kind: ``"k-fold"`` or ``"test split"``.
+        folds: disjoint position arrays; each is scored by a model trained on all the others
+            (``"test split"``: one, the test split).
+        images: how many images the plan covers.
+    """
+
+    kind: str
+    folds: list[np.ndarray]
+    images: int
+
+    @property
+    def check(self) -> np.ndarray:
+        """The positions the check model (trained without them) is scored on: fold 1 or the test split."""
+        return self.folds[0]
+
+    @property
+    def check_training(self) -> np.ndarray:
+        """The positions the check model trains on."""
+        return np.setdiff1d(np.arange(self.images), self.check)
+
+    def scored(self) -> np.ndarray:
+        """Every position some held-out model predicts."""
+        return np.sort(np.concatenate(self.folds))
+
+    def describe(self) -> str:
+        if self.kind == "k-fold":
+            return (f"{len(self.folds)}-fold cross-validation over {self.images} images: each image predicted by a head "
+                    "trained without its fold, whose settings were chosen on its training folds only")
+        return f"a fixed test split of {len(self.check)} of {self.images} images, never trained on or chosen by"
+
+
+def plan_evaluation(y: np.ndarray, config, test_positions: np.ndarray | None = None,
+                    test_fraction: float = 0.15) -> EvaluationPlan:
+    """k-fold up to ``config.kfold_max_images`` images, else a fixed stratified test split.
+
+    Args:
+        y: labels of the usable images.
+        config: ``TrainConfig`` (``folds``, ``kfold_max_images``, ``seed``).
+        test_positions: the user's own test split (``train/ val/ test/`` folders): always used as given.
+        test_fraction: the share of each class in a test split made here.
+
+    Raises:
+        InputError: a class has fewer than two images (nothing could be held out of it).
+    """
+    counts = np.bincount(y)
+    if test_positions is not None and len(test_positions):
+        return EvaluationPlan("test split", [np.sort(np.asarray(test_positions, int))], len(y))
+    small = [str(c) for c in np.flatnonzero(counts < 2)]
+    if small:
+        raise InputError(f"Held-out evaluation needs at least 2 images per class; class index(es) {small} have "
+                         f"fewer (counts {counts.tolist()})")
+    if len(y) <= config.kfold_max_images:
+        k = int(min(config.folds, counts[counts > 0].min()))
+        return EvaluationPlan("k-fold", stratified_folds(y, max(k, 2), config.seed), len(y))
+    rng = np.random.default_rng(config.seed)
+    test = [rng.permutation(np.flatnonzero(y == c))[: max(1, int(round(n * test_fraction)))]
+            for c, n in enumerate(counts) if n]
+    return EvaluationPlan("test split", [np.sort(np.concatenate(test))], len(y))
+
+
+class KerasHead:
+    """A trained Keras head with the ``LinearProbe`` interface (``predict_proba``)."""
+
+    def __init__(self, model, history: dict):
+        self.model, self.history = model, history
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.model(np.asarray(x, np.float32), training=False).numpy()
+
+
+def _hidden_head(x, y, classes: int, config) -> KerasHead:
+    """The hidden-layer head (Adam, dropout), early-stopped on a stratified 15 % of ``(x, y)``."""
+
+    folds = stratified_folds(y, max(2, min(7, int(np.bincount(y)[np.bincount(y) > 0].min()))), config.seed)
+    stop, fit = folds[0], np.setdiff1d(np.arange(len(y)), folds[0])
+    model, history = train_head(x[fit], y[fit], x[stop], y[stop], classes, config, progress=False, log=lambda m: None)
+    return KerasHead(model, history)
+
+
+def _inner_folds(y: np.ndarray, config) -> list[np.ndarray]:
+    """The folds that choose a head's settings: 3 (a choice among a few strengths needs no more)."""
+    counts = np.bincount(y)
+    return stratified_folds(y, max(2, int(min(3, config.folds, counts[counts > 0].min()))), config.seed + 1)
+
+
+def choose_head(x, y, classes: int, config):
+    """The head for ``(x, y)``, every choice made by cross-validation on ``(x, y)`` alone.
+
+    The linear probe's strength is chosen over ``L2_GRID`` (or ``config.l2``); with ``config.hidden``
+    the hidden-layer head competes on the same folds and wins only with a higher held-out accuracy.
+
+    Returns:
+        A ``LinearProbe`` (its ``cv``: the selection) or a ``KerasHead``; both have ``predict_proba``.
+    """
+    folds = _inner_folds(y, config)
+    if config.l2 is not None:
+        probe = _fixed_probe(x, y, classes, config)
+    else:
+        probe = choose_and_fit(x, y, classes, folds, label_smoothing=config.label_smoothing)
+    if not config.hidden:
+        return probe
+    linear_accuracy = (probe.cv[probe.l2]["accuracy"] if probe.cv
+                       else _cv_accuracy(lambda a, b: _fixed_probe(a, b, classes, config), x, y, folds))
+    hidden_accuracy = _cv_accuracy(lambda a, b: _hidden_head(a, b, classes, config), x, y, folds)
+    return _hidden_head(x, y, classes, config) if hidden_accuracy > linear_accuracy else probe
+
+
+def _fixed_probe(x, y, classes: int, config) -> LinearProbe:
+    return fit_softmax_regression(x, y, classes, config.l2, class_balanced_weights(y, classes), config.label_smoothing)
+
+
+def keras_head(head, classes: int, config):
+    """The Keras model of a chosen head (what is exported, fine-tuned and written as a TF.js layers model)."""
+
+    if isinstance(head, KerasHead):  # a copy: fine-tuning trains it in place
+        import keras
+
+        model = keras.models.clone_model(head.model)
+        model.set_weights(head.model.get_weights())
+        return model
+    return head_from_probe(head, classes, config)
+
+
+def _cv_accuracy(train, x, y, folds) -> float:
+    correct = 0
+    for held in folds:
+        rest = np.setdiff1d(np.arange(len(y)), held)
+        correct += int((train(x[rest], y[rest]).predict_proba(x[held]).argmax(1) == y[held]).sum())
+    return correct / len(y)
+
+
+def held_out_heads(x, y, classes: int, plan: EvaluationPlan, config, log=print) -> dict:
+    """Train one head per fold of ``plan`` without that fold; predict the fold.
+
+    Returns:
+        ``{"probabilities": (N, classes) float32, NaN where not scored, "heads": [one per fold],
+        "accuracy": over the scored images, "check_accuracy": the check model's on its split}``.
+    """
+    probabilities = np.full((len(y), classes), np.nan, np.float32)
+    heads = []
+    for i, held in enumerate(plan.folds):
+        rest = np.setdiff1d(np.arange(len(y)), held)
+        head = choose_head(x[rest], y[rest], classes, config)
+        probabilities[held] = head.predict_proba(x[held])
+        heads.append(head)
+    scored = plan.scored()
+    correct = probabilities[scored].argmax(1) == y[scored]
+    check = probabilities[plan.check].argmax(1) == y[plan.check]
+    log(f"head: held-out accuracy {correct.mean():.3f} ({plan.describe()})")
+    return {"probabilities": probabilities, "heads": heads, "accuracy": float(correct.mean()),
+            "check_accuracy": float(check.mean())}
+
+
+def describe_head(head) -> dict:
+    """What the report says about a chosen head."""
+    if isinstance(head, LinearProbe):
+        cv = {f"{k:g}": {m: round(v, 4) for m, v in s.items()} for k, s in (head.cv or {}).items()}
+        return {"kind": "linear (L2 softmax regression, L-BFGS)", "l2": head.l2,
+                "chosen_by": "lowest cross-validated cross-entropy" if head.cv else "given (--l2)", "cv": cv}
+    return {"kind": "hidden layer (Adam, dropout, early stopping)", "chosen_by": "higher cross-validated accuracy than linear",
+            "best_epoch": head.history["best_epoch"]}
