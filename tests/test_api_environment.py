@@ -21,6 +21,9 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
 import json, logging, os, sys, warnings
+# The frameworks set variables and warning filters of their own when imported (TF2_BEHAVIOR,
+# KMP_*, numpy/torch filters...): import them first, so what is compared is transferjs' doing.
+import keras, onnx, onnxruntime, sympy, tensorflow, tensorflowjs, torch, torch.onnx
 before = {"env": dict(os.environ), "stdout": sys.stdout, "stderr": sys.stderr,
           "filters": list(warnings.filters), "root_level": logging.getLogger().level,
           "disabled": logging.root.manager.disable}

@@ -8,7 +8,7 @@ import pytest
 # builder -> the TF.js passes that must have rewritten its graph for wasm to run it.
 FUSION_CASES = {
     "class1_grouped_conv": {},
-    "class2_dense_block": {"flatten_fused_biases"},  # a BN shift folded into a conv as a rank-4 bias
+    "class2_dense_block": set(),  # TF 2.19's grappler keeps its BN shifts as Mul/AddV2 (see the rank-4 bias test)
     "class3_hardswish": set(),
     "class3b_gelu_silu": set(),
 }
@@ -36,6 +36,38 @@ def _fused_matmul_model(activation: str) -> dict:
             "attr": {"fused_ops": {"list": {"s": ops}}, "num_args": {"i": "1"}}}
     consumer = {"name": "out", "op": "Identity", "input": ["dense/act"]}
     return {"modelTopology": {"node": [node, consumer]}, "weightsManifest": []}
+
+
+def _conv_plus_rank4_bias(folder):
+    """A SavedModel whose conv is followed by an ``Add`` of a [1, 1, 1, C] constant (a folded BN shift)."""
+    import numpy as np
+    import tensorflow as tf
+
+    w = tf.constant(np.random.RandomState(0).randn(3, 3, 3, 8).astype("float32"))
+    b = tf.constant(np.random.RandomState(1).randn(1, 1, 1, 8).astype("float32"))
+
+    class ConvShift(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32, name="image")])
+        def serve(self, image):
+            return {"y": tf.nn.relu(tf.nn.conv2d(image, w, 1, "SAME") + b)}
+
+    module = ConvShift()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+def test_rank4_bias_grappler_folds_into_a_conv_is_flattened_and_runs_in_tfjs(tmp_path):
+    from converter import ConvertOptions, ExportOptions, convert
+    from converter.errors import UnsupportedOpsError
+
+    saved = _conv_plus_rank4_bias(tmp_path / "sm")
+    result = convert(saved, tmp_path / "out")
+    assert result.report["tfjs"]["passes"].get("flatten_fused_biases", 0) >= 1, result.report["tfjs"]["passes"]
+    assert result.report["parity"]["tfjs"]["ok"], result.report["parity"]["tfjs"]
+    # Without the pass the export is refused before anything is written, naming the node.
+    with pytest.raises(UnsupportedOpsError, match=r"rank-4 bias[\s\S]*Relu"):
+        convert(saved, tmp_path / "out2", ConvertOptions(export=ExportOptions(disabled_passes=("flatten_fused_biases",))))
+    assert not (tmp_path / "out2").exists()
 
 
 def test_unfuse_pass_splits_an_activation_wasm_cannot_fuse():

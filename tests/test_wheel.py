@@ -37,8 +37,11 @@ def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("wheel")
     # Built from a copy of the tracked sources: no stale build/ output of an earlier build can slip in.
     tree = root / "src"
-    for name in ("pyproject.toml", "README.md", "converter", "retrain", "transferjs"):
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copyfile)(ROOT / name, tree / name)
+    tree.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(ROOT / name, tree / name)
+    for name in ("converter", "retrain", "transferjs"):
+        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
     (tree / "js").mkdir()
     for f in list((ROOT / "js").glob("*.mjs")) + [ROOT / "js" / "package.json", ROOT / "js" / "package-lock.json"]:
         shutil.copyfile(f, tree / "js" / f.name)

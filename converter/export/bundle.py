@@ -25,7 +25,7 @@ from pathlib import Path
 from converter.export.tfjs import bundle_size, saved_model_to_graph_model
 from converter.export.weights import weight_dtypes
 from converter.model import Preprocessing
-from converter.runtimes.node import js_dir, node_modules_dir
+from converter.runtimes.node import js_file, node_modules_dir
 from converter.runtimes.tfjs_support import needs_execute_async
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -95,7 +95,7 @@ def write_bundle_files(bundle_dir: Path, meta: dict) -> None:
     (bundle_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     for name in ("predict.mjs", "decode.mjs", "preprocess.mjs", "index.html", "classify.mjs"):
         shutil.copyfile(TEMPLATES / name, bundle_dir / name)
-    shutil.copyfile(js_dir() / "runtime.mjs", bundle_dir / "runtime.mjs")
+    shutil.copyfile(js_file("runtime.mjs"), bundle_dir / "runtime.mjs")
     vendor = bundle_dir / "vendor"
     vendor.mkdir(exist_ok=True)
     modules = node_modules_dir()

@@ -18,7 +18,7 @@ from pathlib import Path
 from converter.export.bundle import TEMPLATES, write_tfjs_bundle
 from converter.export.layers import keras_to_layers_model
 from converter.export.tfjs import ExportOptions
-from converter.runtimes.node import js_dir
+from converter.runtimes.node import js_file
 
 # The example and the modules it imports, from the bundle templates (one image decoder for all).
 _TEMPLATES = ("retrain_head.mjs", "decode.mjs", "preprocess.mjs")
@@ -35,7 +35,7 @@ def write_transfer_example(folder: Path, labels: list[str]) -> None:
     (folder / "labels.json").write_text(json.dumps(labels) + "\n")
     for name in _TEMPLATES:
         shutil.copyfile(TEMPLATES / name, folder / name)
-    shutil.copyfile(js_dir() / "runtime.mjs", folder / "runtime.mjs")
+    shutil.copyfile(js_file("runtime.mjs"), folder / "runtime.mjs")
     # The backbone bundle pins the same packages (tfjs, the wasm backend, the image decoders).
     package = json.loads((folder / "backbone" / "package.json").read_text())
     package["name"] = "transferjs-transfer"

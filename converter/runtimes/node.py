@@ -43,6 +43,17 @@ def js_dir() -> Path:
     return cache_root() / "js" / hashlib.sha256(lock).hexdigest()[:12]
 
 
+def js_file(name: str) -> Path:
+    """A file of the Node.js side (e.g. ``runtime.mjs``, copied into bundles), without installing anything.
+
+    Example:
+        >>> shutil.copyfile(js_file("runtime.mjs"), bundle / "runtime.mjs")
+    """
+    if os.environ.get("TRANSFERJS_JS_DIR"):
+        return Path(os.environ["TRANSFERJS_JS_DIR"]) / name
+    return (_CHECKOUT_JS if (_CHECKOUT_JS / "package-lock.json").is_file() else _PACKAGED_JS) / name
+
+
 def install_node_side(folder: Path) -> None:
     """Copy the packaged ``js/`` files into ``folder`` and ``npm ci`` the locked runtime packages there.
 
