@@ -48,7 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script, ``converter`` lives one folder up
     sys.path.insert(0, str(ROOT))
 
-ATOL, RTOL = 1e-4, 1e-3  # the project's default tolerance (converter.verify.Tolerance)
+from converter.verify.tolerance import TOLERANCES  # noqa: E402  the one tolerance table
+
+TOLERANCE = TOLERANCES["conformance"]
+ATOL, RTOL = TOLERANCE.atol, TOLERANCE.rtol
 CASE_TIMEOUT_S = 60
 STARTUP_TIMEOUT_S = 300  # importing TensorFlow and onnx2tf on a busy machine
 RECYCLE_AFTER = 150  # cases per worker before a fresh one: onnx2tf and TF keep global state
@@ -437,12 +440,13 @@ def run_converted(saved: Path, inputs: dict, mapping: dict) -> dict:
     return {keymap.get(k, k): v for k, v in outs.items()}
 
 
-def compare_outputs(expected: dict, actual: dict, atol: float = ATOL, rtol: float = RTOL) -> list[str]:
-    """Problems of ``actual`` against ``expected`` (empty: all match).
+def compare_outputs(expected: dict, actual: dict) -> list[str]:
+    """Problems of ``actual`` against ``expected`` (empty: all match), by the product's comparator.
 
-    Floats: ``|a - e| <= atol + rtol * |e|``, NaN where expected NaN. Integers and
-    booleans: equal values (int64 -> int32 is accepted). A channels-last output is
-    moved back to channels-first when its shape says so.
+    ``converter.verify.compare`` with the table's ``conformance`` rule: floats
+    ``|a - e| <= atol + rtol * |e|``, NaN where expected NaN; integers and booleans equal
+    (int64 -> int32 is accepted). A channels-last output is first moved back to
+    channels-first when its shape says so.
 
     Example:
         >>> compare_outputs({"y": np.ones(3)}, {"y": np.ones(3) + 1e-6})
@@ -451,24 +455,21 @@ def compare_outputs(expected: dict, actual: dict, atol: float = ATOL, rtol: floa
     import numpy as np
 
     from converter.layout import converted_layout, to_layout
+    from converter.verify.compare import compare
 
-    problems = []
-    for name, want in expected.items():
-        got = actual.get(name)
-        if got is None:
-            problems.append(f"{name}: missing (the SavedModel returned {sorted(actual)})")
+    moved = {}
+    for name, got in actual.items():
+        want = expected.get(name)
+        got = np.asarray(got)
+        moved[name] = got if want is None else to_layout(got, *reversed(converted_layout(list(np.shape(want)), list(got.shape))))
+    missing = [f"{name}: missing (the SavedModel returned {sorted(actual)})" for name in expected if name not in actual]
+    report = compare("onnx", [{k: np.asarray(v) for k, v in expected.items()}], "tensorflow",
+                     [{k: v for k, v in moved.items() if k in expected}], TOLERANCE)
+    problems = missing + list(report.problems)
+    for o in report.failures():
+        if o.name not in actual:
             continue
-        want, got = np.asarray(want), np.asarray(got)
-        got = to_layout(got, *reversed(converted_layout(list(want.shape), list(got.shape))))
-        if want.shape != got.shape:
-            problems.append(f"{name}: shape {list(got.shape)}, expected {list(want.shape)}")
-        elif want.dtype.kind in "fc":
-            ok = np.isclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True)
-            if not ok.all():
-                diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-                problems.append(f"{name}: {int((~ok).sum())}/{ok.size} values off, max abs {np.nanmax(diff) if diff.size else 0:.3g}")
-        elif not np.array_equal(got, want):  # numeric equality: int32 for int64 passes, 2.9 for 3 does not
-            problems.append(f"{name}: {int((got != want).sum())}/{want.size} values differ ({want.dtype})")
+        problems.append(f"{o.name}: {o.note.strip('()')}" if not o.shape_ok else f"{o.name}: max abs {o.max_abs:.3g} (max rel {o.max_rel:.3g})")
     return problems
 
 

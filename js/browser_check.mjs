@@ -1,6 +1,7 @@
 // Open a bundle's index.html in headless Chromium, classify an image, report the page's answer.
 //
 // Usage: node browser_check.mjs BUNDLE_DIR IMAGE SCREENSHOT.png
+// With BUNDLE_URL set (e.g. http://127.0.0.1:8000/) the page is loaded from that server instead.
 // Prints JSON: { top: [{index, label, probability}], status, backend } or { error }.
 // The bundle is served from 127.0.0.1 on a free port; Chromium is Debian's (/usr/bin/chromium).
 
@@ -30,7 +31,8 @@ function serve(root) {
 }
 
 const [bundle, image, screenshot] = process.argv.slice(2);
-const server = await serve(bundle);
+const server = process.env.BUNDLE_URL ? null : await serve(bundle);
+const base = process.env.BUNDLE_URL || `http://127.0.0.1:${server.address().port}/`;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -42,7 +44,7 @@ try {
   const page = await browser.newPage({ viewport: { width: 800, height: 700 } });
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') errors.push(`${m.type()}: ${m.text()}`); });
-  await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
+  await page.goto(new URL('index.html', base).href);
   await page.waitForFunction(() => !document.getElementById('file').disabled || document.body.dataset.error, null, { timeout: 60000 });
   const loadError = await page.evaluate(() => document.body.dataset.error);
   if (loadError) throw new Error(`page failed to load the model: ${loadError}`);
@@ -63,6 +65,6 @@ try {
   result = { error: String(e.message || e), pageErrors: errors };
 } finally {
   await browser.close();
-  server.close();
+  server?.close();
 }
 console.log(JSON.stringify(result));

@@ -10,11 +10,15 @@ command must appear in ``RUN_ELSEWHERE``, so the README cannot show a command no
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +32,10 @@ TRANSFERJS = ".venv/bin/transferjs"
 RUN_ELSEWHERE = {
     "make demo": "tests/test_demo.py",  # `make demo` is `python -m transferjs.demo`, run there on a slice of the data
     "make test": ".ci/run",  # CI runs exactly `make test`
-    # Shown inline in the README's prose (only blocks are enforced; listed so the mapping is complete):
-    "node predict.mjs": "tests/test_bundle.py",  # predict_with_node runs a bundle's predict.mjs
-    "python3 -m http.server": "tests/test_bundle.py",  # browser_check.mjs serves the folder itself (node:http)
-    # `npm install` in a bundle folder is not run: it needs the registry; tests resolve js/node_modules instead.
 }
+# Shown inline in the README's prose, run by test_readme_page_and_predict_commands_work below:
+# `node predict.mjs cat.jpg` in a bundle folder and `python3 -m http.server -d BUNDLE PORT`, then the page.
+# (`npm install` in a bundle folder is not run: it needs the registry; NODE_PATH gives it js/node_modules.)
 
 def readme_blocks(text: str) -> list[tuple[str, str]]:
     """``(info string, body)`` of every fenced block of a Markdown text, in order."""
@@ -67,8 +70,8 @@ def test_every_readme_command_is_run_here_or_mapped():
     unmapped = [shlex.join(a) for a in shell if a[0] != TRANSFERJS and _elsewhere(a) is None]
     assert not unmapped, (f"README.md shows commands that no test runs: {unmapped}. Run them in tests/test_readme.py or "
                           "map them in RUN_ELSEWHERE (mark output or file trees as ```text)")
-    for where in RUN_ELSEWHERE.values():
-        assert (ROOT / where).is_file(), where
+    assert (ROOT / "tests/test_demo.py").read_text().count('"transferjs.demo"') == 1  # make demo = python -m transferjs.demo
+    assert "make test" in (ROOT / ".ci/run").read_text() and "-m transferjs.demo" in (ROOT / "Makefile").read_text()
 
 
 def _write_inputs(work: Path) -> None:
@@ -146,3 +149,42 @@ def test_readme_python_blocks_run(readme_workdir):
         proc = subprocess.run([str(ROOT / ".venv/bin/python"), script.name], cwd=readme_workdir, env=_env(readme_workdir),
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"README python block {i} -> exit {proc.returncode}\n{proc.stderr[-3000:]}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_readme_page_and_predict_commands_work(readme_workdir):
+    """The bundle of the README's state-dict conversion, used as its prose says: served by
+    ``python3 -m http.server`` and opened in Chromium, and run with ``node predict.mjs cat.jpg``;
+    the page and Node.js give the same answer."""
+    from converter.runtimes.bundle_apps import classify_in_browser
+    from converter.runtimes.node import js_dir
+
+    bundle = readme_workdir / "out-effnet" / "tfjs"
+    assert (bundle / "model.json").is_file(), "run after test_readme_transferjs_commands_run_verbatim (it converts out-effnet/)"
+    shutil.copyfile(readme_workdir / "cat.jpg", bundle / "cat.jpg")
+    proc = subprocess.run(["node", "predict.mjs", "cat.jpg", "--json"], cwd=bundle, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "NODE_PATH": str(js_dir() / "node_modules")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    node_top = json.loads(proc.stdout)["results"][0]["top"]
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "-d", str(bundle), str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        page = classify_in_browser(bundle, readme_workdir / "cat.jpg", readme_workdir / "page.png", url=f"http://127.0.0.1:{port}/")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert page["backend"] == "wasm"
+    assert page["top"][0]["index"] == node_top[0]["index"], (page["top"], node_top)
+    assert abs(page["top"][0]["probability"] - node_top[0]["probability"]) < 0.01, (page["top"], node_top)

@@ -46,14 +46,17 @@ def chromium_executable() -> str:
     return path
 
 
-def classify_in_browser(bundle_dir, image, screenshot) -> dict:
+def classify_in_browser(bundle_dir, image, screenshot, url: str | None = None) -> dict:
     """Open ``BUNDLE/index.html`` in headless Chromium, pick ``image``, return the page's top-5.
+
+    The folder is served on a free local port, or, with ``url``, the page is loaded from that
+    server (e.g. ``python3 -m http.server`` as the README says).
 
     Raises:
         NodeRuntimeError: the page failed to load the model or to classify.
     """
     node = node_executable()
-    env = {**_node_env(), "CHROMIUM": chromium_executable()}
+    env = {**_node_env(), "CHROMIUM": chromium_executable(), **({"BUNDLE_URL": url} if url else {})}
     cmd = [node, str(js_dir() / "browser_check.mjs"), str(bundle_dir), str(image), str(screenshot)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     try:

@@ -116,7 +116,10 @@ def _compare_output(name: str, ref: list[dict], cand: list[dict], candidate: str
         if diff.size:
             abs_err = max(abs_err, float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))))
             rel_err = max(rel_err, float(np.nanmax(diff / np.maximum(np.abs(np.nan_to_num(a64)), 1e-12))))
-            ok &= bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(np.nan_to_num(a64))))
+            if a.dtype.kind in "iub":  # indices, token ids, masks: equal or wrong (int64 vs int32 is fine)
+                ok &= bool(np.array_equal(a64, b64))
+            else:
+                ok &= bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(np.nan_to_num(a64))))
         if _is_classifier_output(a):
             agree += int(np.sum(a.argmax(-1) == b.argmax(-1)))
             total += a.shape[0]
@@ -132,7 +135,7 @@ def compare(reference: str, ref: list[dict], candidate: str, cand: list[dict], t
     Args:
         reference, candidate: runtime names for the report (``"torch"``, ``"tfjs-wasm"``).
         ref, cand: one ``{output name: array}`` per sample, same names and layouts.
-        tolerance: the rule each output must meet.
+        tolerance: the rule each float output must meet; integer and boolean outputs must be equal.
 
     Returns:
         A ``ParityReport``; it never raises, callers decide what failing means. A candidate

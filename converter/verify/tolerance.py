@@ -45,6 +45,8 @@ class Tolerance:
 # Named rules. Default: float32 kernels of two runtimes, same graph.
 TOLERANCES = {
     "float32": Tolerance(),
+    # ONNX's backend node tests (bench/onnx_conformance.py): one op against ONNX's expected outputs.
+    "conformance": Tolerance(atol=1e-4, rtol=1e-3),
     # float16 weights keep ~3 significant digits; errors add up over a deep net.
     "float16": Tolerance(atol=2e-2, rtol=2e-2),
     # 16-bit affine weights: a 65536-step range per tensor.
