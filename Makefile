@@ -32,8 +32,10 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
+# Two workers (CI has 2 cores; much of a test is single-threaded: onnx2tf, Node.js, start-up); tests that
+# share a heavy session fixture carry one xdist_group so it is built once.
 test: setup browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=30 $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m transferjs.demo --out $(OUT) $(if $(DATA),--data $(DATA))

@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TRANSFERJS = [sys.executable, "-m", "transferjs.cli"]
 
 
+# `make test` runs two xdist workers with --dist loadgroup: each test module stays on one worker (its
+# module fixtures are built once, its tests keep their order), and every test that uses the
+# session's real EfficientNet-Lite0 shares one worker, so that conversion is made once.
+SHARED_HEAVY_FIXTURES = {"effnet", "emoji_retrained"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        heavy = SHARED_HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.xdist_group("effnet" if heavy else item.module.__name__))
+
+
 def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     """Run ``transferjs ARGS`` in a child process, as a user would."""
     full_env = {**os.environ, **(env or {})}
