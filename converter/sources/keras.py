@@ -80,8 +80,11 @@ def _load_keras2_h5(path: Path, trust_code: bool, custom_objects: dict, first_er
     if not trust_code:
         import h5py
 
-        with h5py.File(path, "r") as f:
-            config = f.attrs.get("model_config", "")
+        try:
+            with h5py.File(path, "r") as f:
+                config = f.attrs.get("model_config", "")
+        except OSError as e:
+            raise InputError(f"Expected a Keras model file. Received: '{path}', which is no readable HDF5 file ({e})") from None
         if b"Lambda" in (config if isinstance(config, bytes) else str(config).encode()):
             raise UntrustedCodeError(f"'{path}' has a Lambda layer: its Python code runs when loaded. Pass --trust-code to allow it.")
     try:
