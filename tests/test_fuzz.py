@@ -341,13 +341,6 @@ def _(tmp, shared):
     return ["export", tmp / "m", "-o", tmp / "out"], ["saved_model.pb"]
 
 
-@case("truncated-saved-model-pb-inspect")
-def _(tmp, shared):
-    pb = _model_copy(tmp, shared) / "saved_model" / "saved_model.pb"
-    pb.write_bytes(pb.read_bytes()[:100])
-    return ["inspect", tmp / "m"], ["saved_model.pb"]
-
-
 @case("spec-json-not-an-object")
 def _(tmp, shared):
     (_model_copy(tmp, shared) / "spec.json").write_text("[1, 2]")
@@ -613,7 +606,8 @@ def test_output_folders_follow_the_umask(mask, tmp_path):
     assert (tmp_path / "out" / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
-def test_convert_killed_mid_write_leaves_nothing_after_the_next_run(tiny_onnx, tmp_path):
+@pytest.mark.slow
+def test_convert_killed_mid_write_leaves_nothing_after_the_next_run(tiny_onnx, shared, tmp_path):
     out = tmp_path / "out"
     args = TRANSFERJS + ["convert", str(tiny_onnx), "-o", str(out)]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=lambda: os.umask(0o022))
@@ -624,11 +618,12 @@ def test_convert_killed_mid_write_leaves_nothing_after_the_next_run(tiny_onnx, t
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list(tmp_path.glob(".out.partial-*")) and not out.exists()  # the kill left a partial, never a half `out`
-    again = subprocess.run(args + ["--no-verify"], cwd=ROOT, capture_output=True, text=True, timeout=900,
-                           preexec_fn=lambda: os.umask(0o022))
+    # The next run for that output (an export of the shared model: quicker than a second conversion).
+    again = subprocess.run(TRANSFERJS + ["export", str(shared["model_dir"]), "-o", str(out), "--no-verify"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=900, preexec_fn=lambda: os.umask(0o022))
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "a stale partial was left beside the output"
-    assert out.stat().st_mode & 0o777 == 0o755 and (out / "tfjs").stat().st_mode & 0o777 == 0o755
+    assert out.stat().st_mode & 0o777 == 0o755 and (out / "model.json").stat().st_mode & 0o777 == 0o644
 
 
 # ---------------------------------------------------------------- checkpoints and caches
@@ -663,6 +658,7 @@ def test_unreadable_feature_cache_entries_are_misses(tmp_path):
     assert _cached(cut, 4) is None and _cached(tmp_path / "junk.npy", 4) is None and _cached(good, 5) is None
 
 
+@pytest.mark.slow
 def test_retrain_killed_with_a_bomb_in_its_data_resumes_past_a_truncated_checkpoint(shared, bombs, tmp_path):
     """kill -9 while fine-tuning; the checkpoint and a cached feature cut short; --resume finishes; nothing left over."""
     data = tmp_path / "data"
@@ -673,7 +669,7 @@ def test_retrain_killed_with_a_bomb_in_its_data_resumes_past_a_truncated_checkpo
     shutil.copyfile(bombs[1], data / "a" / "bomb.png")
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = ["retrain", shared["model_dir"], "--data", data, "-o", out, "--cache-dir", cache, "--no-progress",
-            "--fine-tune", "1", "--fine-tune-epochs", "40", "--no-baseline"]
+            "--fine-tune", "1", "--fine-tune-epochs", "12", "--no-baseline", "--no-refit"]
     proc = subprocess.Popen(TRANSFERJS + list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = tmp_path / ".out.transferjs-run" / "fine_tune.npz"
     deadline = time.monotonic() + 600

@@ -171,10 +171,10 @@ def load_torch_file(path, input_shapes=None, factory: str | None = None, factory
         InputError: unreadable file, missing factory or shapes, or mismatched weights.
         UntrustedCodeError: a pickle that needs code to load, without ``trust_code``.
     """
+    path = Path(path)
+    check_torch_file(path)  # before torch starts: a second, and torch's own messages for these files mislead
     import torch
 
-    path = Path(path)
-    check_torch_file(path)
     kind = torch_file_kind(path)
     details = {"file_kind": kind}
     if kind == "exported_program":
