@@ -113,8 +113,9 @@ def check_bundle_files(bundle_dir) -> None:
     """
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / "model.json").is_file():
-        raise InputError(f"Expected a TF.js bundle folder (model.json and its shards). Received: '{bundle_dir}' "
-                         f"({'no model.json in it' if bundle_dir.is_dir() else 'no such folder'})")
+        raise InputError(f"Cannot read '{bundle_dir / 'model.json'}' (file not found); expected a TF.js bundle folder "
+                         f"(model.json and its shards). Received: '{bundle_dir}'"
+                         f"{'' if bundle_dir.is_dir() else ' (no such folder)'}")
     for name in ("model.json", "metadata.json"):
         file = bundle_dir / name
         if not file.exists():
