@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +66,11 @@ def export(model_dir, bundle_dir, options: ExportOptions | None = None, overwrit
         ParityError: TF.js differs from TensorFlow beyond the rule of the weight mode (nothing written).
     """
     options = options or ExportOptions()
-    check_writable(bundle_dir, overwrite)
+    inputs = (model_dir, sample_file)
+    check_writable(bundle_dir, overwrite, inputs)
     model = ConvertedModel.load(model_dir)
-    with tempfile.TemporaryDirectory(prefix="transferjs-export-") as scratch, atomic_output_dir(bundle_dir, overwrite) as tmp:
+    with tempfile.TemporaryDirectory(prefix="transferjs-export-") as scratch, \
+            atomic_output_dir(bundle_dir, overwrite, inputs) as tmp:
         if bake_preprocessing:
             model = bake(model, Path(scratch) / "baked")
         size = write_tfjs_bundle(model, tmp, options)["bytes"]
@@ -97,8 +100,32 @@ def verify_bundle(path, bundle=None, model_dir=None, samples: int = 3, backend: 
         bundle_dir, model_dir = Path(bundle or path / "tfjs"), path
     else:
         bundle_dir, model_dir = path, Path(model_dir or path.parent)
+    check_bundle_files(bundle_dir)
     model = ConvertedModel.load(model_dir)
     return tensorflow_vs_tfjs(model, bundle_dir, samples=samples, backend=backend, sample_file=sample_file)
+
+
+def check_bundle_files(bundle_dir) -> None:
+    """The bundle's JSON files parse: a bundle whose ``metadata.json`` is damaged does not pass ``verify``.
+
+    Raises:
+        InputError: no ``model.json``, or a ``model.json`` / ``metadata.json`` that is not a JSON object.
+    """
+    bundle_dir = Path(bundle_dir)
+    if not (bundle_dir / "model.json").is_file():
+        raise InputError(f"Cannot read '{bundle_dir / 'model.json'}' (file not found); expected a TF.js bundle folder "
+                         f"(model.json and its shards). Received: '{bundle_dir}'"
+                         f"{'' if bundle_dir.is_dir() else ' (no such folder)'}")
+    for name in ("model.json", "metadata.json"):
+        file = bundle_dir / name
+        if not file.exists():
+            continue
+        try:
+            value = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise InputError(f"'{file}' is not valid JSON ({e}); the bundle is damaged: export it again") from None
+        if not isinstance(value, dict):
+            raise InputError(f"'{file}' is not a JSON object; the bundle is damaged: export it again")
 
 
 def pass_pipelines() -> dict[str, list]:

@@ -3,6 +3,12 @@
 Library code raises these; only ``transferjs.cli`` turns them into exit codes.
 Each error carries everything the user needs in one message (all unsupported
 ops, all failing outputs), never just the first problem found.
+
+The exit-code contract (README, "Troubleshooting"), the same for every subcommand and for a
+bundle's ``predict.mjs``: 0 ok; 2 bad input or options (files, images, bundles, option values,
+an output that exists or would delete an input); 3 the conversion or export cannot be done
+(unsupported ops with their nodes, a conversion tool's failure); 4 parity failed; 5 a runtime
+(Node.js/TF.js) failure of ours; 130 interrupted. 1 is left for a bug (an unexpected exception).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ class UnsupportedOpsError(TransferJSError):
         kind: the words for what is listed (``("layer class", "layer")`` for Keras layers).
     """
 
-    exit_code = 2
+    exit_code = 3
 
     def __init__(self, where: str, ops: dict[str, list[str]], kind: tuple = ("op type", "node")):
         self.where = where

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +23,58 @@ import numpy as np
 from converter.errors import InputError
 
 
+# The largest image decoded (width x height), checked from the header before decoding, here and in the
+# bundle's decode.mjs: 64 megapixels (8192 x 8192) take ~0.8 GB as float32 RGB. A "decompression bomb" (a small
+# file that claims 20000 x 20000 pixels) is refused like any unreadable image instead of filling the memory.
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+
+
+def check_image_size(size, path) -> None:
+    """Refuse an image whose header claims more than ``MAX_IMAGE_PIXELS`` (or no pixels).
+
+    Raises:
+        InputError: naming the file, its claimed size and the limit.
+    """
+    width, height = size
+    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"Image '{path}' claims {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS // 2**20} "
+                         f"megapixels (a decompression bomb, or an image to shrink first)")
+
+
+def open_image(path):
+    """``Image.open`` with the size checked from the header, before anything is decoded.
+
+    Raises:
+        InputError: more than ``MAX_IMAGE_PIXELS``; PIL's own errors for unreadable files.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # our own limit, lower than PIL's warning threshold, speaks instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"Image '{path}' is too large to decode ({e}); the limit is {MAX_IMAGE_PIXELS // 2**20} "
+                         f"megapixels (a decompression bomb, or an image to shrink first)") from None
+    try:
+        check_image_size(img.size, path)
+    except InputError:
+        img.close()
+        raise
+    return img
+
+
 def load_rgb(path) -> np.ndarray:
     """Decode an image file into uint8 RGB (H, W, 3).
 
     Raises:
-        InputError: the file is missing or not a readable image.
+        InputError: the file is missing, not a readable image, or claims more than ``MAX_IMAGE_PIXELS``.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 a = np.asarray(img, dtype=np.float64)

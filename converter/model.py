@@ -161,12 +161,16 @@ class ConvertedModel:
             d = json.loads(spec_path.read_text())
         except (OSError, ValueError) as e:
             raise InputError(f"Cannot read '{spec_path}': {e}") from None
-        return cls(
-            directory=directory,
-            inputs=[TensorSpec.from_dict(t) for t in d["inputs"]],
-            outputs=[TensorSpec.from_dict(t) for t in d["outputs"]],
-            source=d.get("source", {}),
-            preprocessing=Preprocessing.from_dict(d.get("preprocessing")),
-            labels=d.get("labels"),
-            keras_model=d.get("keras_model"),
-        )
+        try:
+            return cls(
+                directory=directory,
+                inputs=[TensorSpec.from_dict(t) for t in d["inputs"]],
+                outputs=[TensorSpec.from_dict(t) for t in d["outputs"]],
+                source=d.get("source", {}),
+                preprocessing=Preprocessing.from_dict(d.get("preprocessing")),
+                labels=d.get("labels"),
+                keras_model=d.get("keras_model"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise InputError(f"'{spec_path}' is not a transferjs spec.json ({type(e).__name__}: {e}); "
+                             f"convert the model again") from None

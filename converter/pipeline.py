@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -118,13 +119,14 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
         OutputExistsError: ``out`` exists and ``overwrite`` is false.
         Each carries ``err.report``: the ``ConversionReport`` as far as the conversion got.
     """
-    check_writable(out, overwrite)
+    inputs = [src, options.sample_file] if isinstance(src, (str, os.PathLike)) else [options.sample_file]
+    check_writable(out, overwrite, inputs)
     report = ConversionReport(versions=library_versions())
     try:
         with report.stage("load_source"):
             source = load_source(src, options, example_inputs, input_names, output_names)
         report.source = source.provenance()
-        with tempfile.TemporaryDirectory(prefix="transferjs-") as work, atomic_output_dir(out, overwrite) as tmp:
+        with tempfile.TemporaryDirectory(prefix="transferjs-") as work, atomic_output_dir(out, overwrite, inputs) as tmp:
             model, bundle = _convert_into(tmp, Path(work), source, options, report)
     except TransferJSError as e:
         e.report = report

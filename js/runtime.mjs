@@ -16,8 +16,21 @@ import { createRequire } from 'node:module';
 // exported bundles, which find @tensorflow/tfjs in their own node_modules or
 // through NODE_PATH.
 const require = createRequire(import.meta.url);
-const tf = require('@tensorflow/tfjs');
-require('@tensorflow/tfjs-backend-wasm');
+
+/** require(name), or a one-line answer (exit 5) instead of Node's MODULE_NOT_FOUND stack when it is not installed. */
+export function requirePackage(name) {
+  try {
+    return require(name);
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND' || !String(e.message).includes(name)) throw e;
+    console.error(`error: the Node.js package '${name}' is not installed: run \`npm install\` in ` +
+      `${path.dirname(new URL(import.meta.url).pathname)} (package.json lists it), or set NODE_PATH to a node_modules that has it`);
+    process.exit(5);
+  }
+}
+
+const tf = requirePackage('@tensorflow/tfjs');
+requirePackage('@tensorflow/tfjs-backend-wasm');
 
 export { tf };
 

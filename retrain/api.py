@@ -29,7 +29,7 @@ from retrain.normalization import missing_normalization_warning
 from retrain.phases import fine_tune_phase, frozen_phase
 from retrain.progress import Progress
 from retrain.report_gallery import confident_mistakes
-from retrain.run_state import fingerprint, prepare_run_dir, run_dir
+from retrain.run_state import discard_unless_checkpointed, fingerprint, prepare_run_dir, run_dir
 from retrain.train import TrainConfig, raw_pixel_baseline
 from retrain.writing import score_check_model, write_outputs
 
@@ -71,7 +71,7 @@ def _preprocessing(model, overrides: dict | None = None):
 def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_split: float = 0.15,
             feature_node: str | None = None, cache_dir=None, overwrite: bool = False, baseline: bool = True,
             verify: bool = True, resume: bool = False, progress: bool = True, log=print,
-            preprocessing: dict | None = None) -> RetrainResult:
+            preprocessing: dict | None = None, allow_outside: bool = False, before_training=None) -> RetrainResult:
     """Train a new head on ``data`` over the features of ``model_dir`` (then optionally fine-tune); write ``out``.
 
     Settings are chosen and accuracy is estimated on held-out images only (k-fold cross-validation up
@@ -92,6 +92,10 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         resume: continue from the checkpoints an interrupted run with the same settings left.
         progress: progress bars on stderr.
         preprocessing: ``Preprocessing`` fields to override (``size``, ``scale``, ``mean``, ``std``).
+        allow_outside: a CSV may name images outside its own folder (by default it may not, as an
+            ONNX file may not name external data outside its folder).
+        before_training: called once the model folder and the data are checked, before TensorFlow starts
+            (the CLI makes TensorFlow's ops deterministic there; bad input is answered in a second).
 
     Returns:
         A ``RetrainResult``.
@@ -104,11 +108,13 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         InputError: bad data (before any training), bad feature node.
         ParityError: an exported TF.js bundle differs from its SavedModel.
     """
-    check_writable(out, overwrite)
+    check_writable(out, overwrite, (model_dir, data, cache_dir))
     seconds = {}
     with _timed(seconds, "load"):
         backbone = _backbone(model_dir, preprocessing, log)
-        dataset = read_csv(data) if str(data).endswith(".csv") else scan_folder(data)
+        dataset = read_csv(data, allow_outside) if str(data).endswith(".csv") else scan_folder(data)
+        if before_training is not None:
+            before_training()
         fx = FeatureExtractor(backbone, feature_node)
     with _timed(seconds, "features"):
         feats, usable, skipped = _features(fx, dataset, cache_dir, progress)
@@ -117,23 +123,24 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
     plan = plan_evaluation(y, config, _given_test_positions(dataset, usable), test_split)
     checkpoints = run_dir(out)
     prepare_run_dir(checkpoints, fingerprint(fx, dataset, plan.folds, config), resume, log)
-    with _timed(seconds, "train_head"):
-        frozen = frozen_phase(x, y, dataset.labels, plan, config, log)
-    report = _report(model_dir, fx, dataset, skipped, plan, frozen, config)
-    run = _Run(fx, items, y, dataset.labels, plan, config, report, seconds)
-    check_model, delivered, shown = _phases(run, frozen, checkpoints, resume, progress, log)
-    if baseline:
-        with _timed(seconds, "baseline"):
-            report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(
-                run.paths(plan.check_training), y[plan.check_training], run.paths(plan.check), y[plan.check], seed=config.seed)
-    report["misclassified"] = confident_mistakes(run.paths(shown["positions"]), y[shown["positions"]],
-                                                 shown["probabilities"], dataset.labels)
-    check_items = [items[i] for i in plan.check]
-    if config.refit:  # the delivered model saw the check split: score the check model, exported the same way
-        with _timed(seconds, "runtime_check"):
-            report["runtime_check"] = score_check_model(backbone, fx, check_model, dataset.labels, check_items)
-    model = write_outputs(out, overwrite, backbone, fx, delivered, dataset.labels, report, seconds, verify,
-                          None if config.refit else check_items)
+    with discard_unless_checkpointed(checkpoints):
+        with _timed(seconds, "train_head"):
+            frozen = frozen_phase(x, y, dataset.labels, plan, config, log)
+        report = _report(model_dir, fx, dataset, skipped, plan, frozen, config)
+        run = _Run(fx, items, y, dataset.labels, plan, config, report, seconds)
+        check_model, delivered, shown = _phases(run, frozen, checkpoints, resume, progress, log)
+        if baseline:
+            with _timed(seconds, "baseline"):
+                report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(
+                    run.paths(plan.check_training), y[plan.check_training], run.paths(plan.check), y[plan.check], seed=config.seed)
+        report["misclassified"] = confident_mistakes(run.paths(shown["positions"]), y[shown["positions"]],
+                                                     shown["probabilities"], dataset.labels)
+        check_items = [items[i] for i in plan.check]
+        if config.refit:  # the delivered model saw the check split: score the check model, exported the same way
+            with _timed(seconds, "runtime_check"):
+                report["runtime_check"] = score_check_model(backbone, fx, check_model, dataset.labels, check_items)
+        model = write_outputs(out, overwrite, backbone, fx, delivered, dataset.labels, report, seconds, verify,
+                              None if config.refit else check_items)
     shutil.rmtree(checkpoints, ignore_errors=True)
     held_out = [(items[i][0], dataset.labels[y[i]]) for i in plan.check]
     return RetrainResult(report, model, Path(out) / "tfjs", held_out)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import InputError
+from converter.images import open_image
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -48,12 +49,14 @@ class Dataset:
 
 
 def _readable(path: Path) -> str | None:
-    """``None`` if the image header parses, else why not."""
-    from PIL import Image, UnidentifiedImageError
+    """``None`` if the image header parses (and claims a size we decode), else why not."""
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.verify()
+    except InputError as e:
+        return str(e)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         return f"not a readable image ({type(e).__name__}: {str(e)[:120]})"
     return None
@@ -125,23 +128,31 @@ def _check_classes(root: Path, classes: dict[str, list[Path]]) -> None:
         raise InputError(f"'{root}' has {len(classes)} class ({list(classes)}); retraining needs at least 2")
 
 
-def read_csv(path) -> Dataset:
+def read_csv(path, allow_outside: bool = False) -> Dataset:
     """Read ``path,label`` rows (a header row is allowed); relative paths are from the CSV's folder.
 
+    The images must lie inside the CSV's folder (``../`` and absolute paths, symbolic links resolved,
+    are refused) unless ``allow_outside``: a CSV from someone else cannot make us read other files.
+
     Raises:
-        InputError: unreadable CSV, malformed rows, missing files, fewer than two classes.
+        InputError: unreadable CSV, malformed rows, paths outside its folder, missing files, fewer than two classes.
     """
     path = Path(path)
     try:
         rows = list(csv.reader(path.read_text().splitlines()))
-    except OSError as e:
-        raise InputError(f"Cannot read '{path}': {e.strerror}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"Cannot read '{path}' as a CSV: {getattr(e, 'strerror', None) or e}") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
     bad = [i + 1 for i, r in enumerate(rows) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
     if bad:
         raise InputError(f"'{path}': expected 'path,label' on every row; rows {bad[:10]} are not")
     pairs = [((path.parent / r[0].strip()), r[1].strip()) for r in rows]
+    root = path.parent.resolve()
+    outside = [r[0].strip() for r, (p, _) in zip(rows, pairs) if not p.resolve().is_relative_to(root)]
+    if outside and not allow_outside:
+        raise InputError(f"'{path}' names {len(outside)} file(s) outside its folder '{path.parent}': {outside[:5]}. "
+                         f"Images must lie inside the CSV's folder; pass --allow-outside if you trust this CSV.")
     missing = [str(p) for p, _ in pairs if not p.is_file()]
     if missing:
         raise InputError(f"'{path}' names {len(missing)} missing file(s): {missing[:5]}")

@@ -14,11 +14,13 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from converter.atomic import remove_stale_files, write_atomic
 from converter.errors import InputError
 from converter.graph.frozen import frozen_graph
 from converter.graph.trainable import TrainableGraph
@@ -127,10 +129,12 @@ def cached_features(fx: FeatureExtractor, paths: list[Path], cache_dir: Path, ba
     feats = np.zeros((len(paths), fx.dim), np.float32)
     ok = np.zeros(len(paths), bool)
     failed, todo = {}, []
+    remove_stale_files(cache)
     for i, p in enumerate(paths):
         key = cache / (hashlib.sha256(Path(p).read_bytes()).hexdigest()[:32] + ".npy")
-        if key.exists():
-            feats[i], ok[i] = np.load(key), True
+        cached = _cached(key, fx.dim)
+        if cached is not None:
+            feats[i], ok[i] = cached, True
         else:
             todo.append((i, p, key))
     if progress:
@@ -147,7 +151,20 @@ def cached_features(fx: FeatureExtractor, paths: list[Path], cache_dir: Path, ba
             x = preprocess(images, fx.model.preprocessing, fx.input.layout or "NHWC")
             for (i, key), f in zip(chunk, fx(x)):
                 feats[i], ok[i] = f, True
-                np.save(key, f)
+                buffer = io.BytesIO()
+                np.save(buffer, np.asarray(f, np.float32))
+                write_atomic(key, buffer.getvalue())
         if progress:
             progress(len(paths) - len(todo) + min(start + batch_size, len(todo)), len(paths))
     return feats, ok, failed
+
+
+def _cached(key: Path, dim: int):
+    """A cache entry's features, or ``None`` when it is missing or unreadable (truncated, foreign, wrong size)."""
+    if not key.exists():
+        return None
+    try:
+        value = np.load(key, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return value if value.shape == (dim,) and value.dtype == np.float32 else None

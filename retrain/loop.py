@@ -59,21 +59,61 @@ class FitSpec:
         return [-float(result["loss"])]
 
 
+def _previous(path: Path) -> Path:
+    return path.with_name(path.stem + ".previous.npz")
+
+
 def _save(path: Path, spec: FitSpec, best: list, meta: dict) -> None:
+    """Write the checkpoint through a temporary file; the one before stays as ``NAME.previous.npz``."""
     arrays = {f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(spec.model_variables + spec.other_variables)}
     arrays.update({f"best{i}": b for i, b in enumerate(best)})
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    if path.exists():
+        os.replace(path, _previous(path))
     os.replace(tmp, path)
 
 
-def _load(path: Path, spec: FitSpec) -> tuple[list, dict]:
-    with np.load(path) as data:
+def _read_checkpoint(path: Path, spec: FitSpec) -> tuple[list, list, dict]:
+    """Every array of a checkpoint, checked against the variables before any is assigned.
+
+    Raises:
+        ValueError: (and zipfile/OS errors) a truncated or foreign file, a missing array, a wrong shape.
+    """
+    variables = spec.model_variables + spec.other_variables
+    with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-        for i, v in enumerate(spec.model_variables + spec.other_variables):
-            v.assign(data[f"v{i}"])
-        best = [data[f"best{i}"] for i in range(len(spec.model_variables))]
-    return best, meta
+        values = [np.asarray(data[f"v{i}"]) for i in range(len(variables))]
+        best = [np.asarray(data[f"best{i}"]) for i in range(len(spec.model_variables))]
+    for v, value in zip(variables + spec.model_variables, values + best):
+        if tuple(value.shape) != tuple(v.shape):
+            raise ValueError(f"array of shape {value.shape} for a variable of shape {tuple(v.shape)}")
+    if not {"epoch", "history", "done", "wait"} <= set(meta):
+        raise ValueError("no training state in it")
+    return values, best, meta
+
+
+def _load(path: Path, spec: FitSpec, log) -> tuple[list, dict] | None:
+    """Restore the newest readable checkpoint (``path``, else the one before); ``None`` when neither is.
+
+    A damaged checkpoint is named and set aside as ``NAME.damaged.npz``, never fatal: training resumes
+    from the one before it, or starts over.
+    """
+    for candidate in (path, _previous(path)):
+        if not candidate.exists():
+            continue
+        try:
+            values, best, meta = _read_checkpoint(candidate, spec)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is set aside, whatever numpy raises
+            damaged = candidate.with_name(candidate.stem + ".damaged.npz")
+            os.replace(candidate, damaged)
+            log(f"note: checkpoint '{candidate}' is damaged ({type(e).__name__}: {str(e)[:120]}); "
+                f"set aside as '{damaged.name}'")
+            continue
+        for v, value in zip(spec.model_variables + spec.other_variables, values):
+            v.assign(value)
+        return best, meta
+    return None
 
 
 def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log=print) -> dict:
@@ -90,10 +130,13 @@ def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log
             "best_score": spec.score(start), "best_epoch": 0, "wait": 0, "done": False}
     best = [np.asarray(v.numpy()) for v in spec.model_variables]
     resumed = None
-    if resume and checkpoint is not None and checkpoint.exists():
-        best, meta = _load(checkpoint, spec)
+    loaded = _load(checkpoint, spec, log) if resume and checkpoint is not None else None
+    if loaded:
+        best, meta = loaded
         resumed = meta["epoch"]
         log(f"{spec.name}: resumed after epoch {resumed}" + (" (already finished)" if meta["done"] else ""))
+    elif resume and checkpoint is not None:
+        log(f"{spec.name}: no usable checkpoint; training from the first epoch")
     while not meta["done"] and meta["epoch"] < spec.epochs and meta["wait"] < spec.patience:
         epoch = meta["epoch"]
         train = spec.run_epoch(epoch)

@@ -1,15 +1,16 @@
 """The ``transferjs`` command: parse, call the Python API, map errors to exit codes.
 
 The libraries import heavy frameworks only inside the functions that need them, so ``--help`` is instant.
-Exit codes: 0 ok, 1 unexpected error, 2 bad input / unsupported ops / output
-exists, 3 a conversion tool failed, 4 parity failure, 5 TF.js runtime failure,
-130 interrupted.
+Exit codes (README, "Troubleshooting"): 0 ok; 2 bad input or options (checked at parse time,
+with the allowed range); 3 the conversion or export cannot be done (unsupported ops, a tool
+failed); 4 parity failed; 5 a Node.js/TF.js runtime failure of ours; 130 interrupted; 1 a bug.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import textwrap
 import traceback
@@ -89,19 +90,76 @@ def _shape_arg(text: str) -> tuple[str, list[int]]:
         values = None
     if not sep or not name or not values:
         raise argparse.ArgumentTypeError(f"expected NAME:D0,D1,… (e.g. image:1,3,224,224). Received: '{text}'")
+    bad = [f"D{i}={d}" for i, d in enumerate(values) if d < 1 and not (i == 0 and d == -1)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"every dimension must be an integer ≥ 1 (D0, the batch, may be -1: dynamic); "
+                                         f"{', '.join(bad)} in '{text}'")
     return name, values
+
+
+def _range_words(low, high, low_open: bool, high_open: bool) -> str:
+    low, high = (v if v is None or isinstance(v, int) else f"{v:g}" for v in (low, high))
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '≥'} {low}"
+    return f"{'<' if high_open else '≤'} {high}" if high is not None else "finite"
+
+
+def _in_range(value, low, high, low_open: bool, high_open: bool) -> bool:
+    return math.isfinite(value) and not (
+        low is not None and (value < low or (low_open and value == low))
+        or high is not None and (value > high or (high_open and value == high)))
+
+
+def number(kind=float, low=None, high=None, low_open: bool = False, high_open: bool = False, count: int = 0):
+    """An argparse ``type``: an int or float (``count`` > 0: that many, comma-separated) in a range.
+
+    A value out of range is refused at parse time (exit 2), the range in the message.
+
+    Example:
+        >>> number(int, 1)("3")
+        3
+    """
+    what = "an integer" if kind is int else "a number"
+    words = _range_words(low, high, low_open, high_open)
+
+    def parse(text: str):
+        try:
+            values = [kind(v) for v in text.split(",")] if count else [kind(text)]
+        except ValueError:
+            values = None
+        if values is None or (count and len(values) != count):
+            raise argparse.ArgumentTypeError(f"expected {f'{count} comma-separated numbers, each' if count else what} "
+                                             f"{words}. Received: '{text}'")
+        bad = [v for v in values if not _in_range(v, low, high, low_open, high_open)]
+        if bad:
+            raise argparse.ArgumentTypeError(f"must be {words}. Received: '{text}'")
+        return tuple(values) if count else values[0]
+
+    parse.__name__ = what
+    return parse
+
+
+POSITIVE_INT = number(int, 1)
+POSITIVE = number(float, 0, low_open=True)
+NON_NEGATIVE = number(float, 0)
 
 
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
+    top = argparse.ArgumentParser(add_help=False)
+    top.add_argument("-v", "--verbose", action="store_true", help="show framework logs and tracebacks")
+    # A subcommand's -v must not reset one given before the subcommand to False.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="show framework logs and tracebacks")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show framework logs and tracebacks")
     p = argparse.ArgumentParser(
         prog="transferjs",
         description="Convert PyTorch, Keras and ONNX models to a verified TensorFlow graph and TF.js bundles.",
         epilog=textwrap.dedent(EPILOG["main"]),
         formatter_class=fmt,
-        parents=[common],
+        parents=[top],
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -116,9 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-layout", action="store_true", help="keep NCHW image tensors (default: NHWC, as TF.js images are)")
     c.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     c.add_argument("--sample", metavar="FILE.npz", help="your own input sample, compared too")
-    c.add_argument("--samples", type=int, default=3, help="seeded random samples to compare (default 3)")
-    c.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
-    c.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
+    c.add_argument("--samples", type=number(int, 1, 1000), default=3, help="seeded random samples to compare (default 3)")
+    c.add_argument("--atol", type=NON_NEGATIVE, default=1e-4, help="absolute tolerance (default 1e-4)")
+    c.add_argument("--rtol", type=NON_NEGATIVE, default=1e-3, help="relative tolerance (default 1e-3)")
     c.add_argument("--trust-code", action="store_true", help="allow files that run code when loaded (full pickles)")
     c.add_argument("--model-factory", metavar="PKG.MODULE:NAME", help="code that builds the module for a state dict")
     c.add_argument("--model-kwargs", metavar="JSON", help="keyword arguments for --model-factory")
@@ -142,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
                         epilog=textwrap.dedent(EPILOG["predict"]), formatter_class=fmt, parents=[common])
     pr.add_argument("bundle", help="a TF.js bundle folder (e.g. out/tfjs)")
     pr.add_argument("images", nargs="+", help="PNG or JPEG files")
-    pr.add_argument("--top", type=int, default=5)
+    pr.add_argument("--top", type=number(int, 1, 1000), default=5, help="labels shown per image (default 5)")
     pr.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
 
     r = sub.add_parser("retrain", help="teach a converted model your classes: a new head on its features, optional fine-tuning",
@@ -153,28 +211,30 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--data-csv", metavar="FILE", help="CSV of path,label rows (paths relative to the file)")
     r.add_argument("-o", "--out", required=True, help="output folder (created atomically)")
     r.add_argument("--overwrite", action="store_true")
-    r.add_argument("--test-split", type=float, default=0.15,
+    r.add_argument("--allow-outside", action="store_true",
+                   help="let --data-csv name images outside the CSV's folder (refused by default)")
+    r.add_argument("--test-split", type=number(float, 0, 1, True, True), default=0.15,
                    help="held-out fraction when the data set is too large for k-fold cross-validation")
-    r.add_argument("--folds", type=int, default=5, help="k of the cross-validation that chooses settings and scores them")
+    r.add_argument("--folds", type=number(int, 2, 100), default=5, help="k of the cross-validation that chooses settings and scores them")
     r.add_argument("--no-refit", action="store_true",
                    help="export the model evaluated without its held-out images instead of refitting on all")
-    r.add_argument("--l2", type=float, help="the linear head's L2 strength (default: chosen by cross-validation)")
-    r.add_argument("--epochs", type=int, default=100, help="maximum epochs of the --hidden head (early stopping)")
-    r.add_argument("--learning-rate", type=float, default=1e-3)
-    r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--patience", type=int, default=10, help="--hidden head epochs without improvement before stopping")
-    r.add_argument("--fine-tune", type=int, default=0, metavar="N",
+    r.add_argument("--l2", type=NON_NEGATIVE, help="the linear head's L2 strength (default: chosen by cross-validation)")
+    r.add_argument("--epochs", type=POSITIVE_INT, default=100, help="maximum epochs of the --hidden head (early stopping)")
+    r.add_argument("--learning-rate", type=POSITIVE, default=1e-3)
+    r.add_argument("--batch-size", type=number(int, 1, 65536), default=32)
+    r.add_argument("--patience", type=POSITIVE_INT, default=10, help="--hidden head epochs without improvement before stopping")
+    r.add_argument("--fine-tune", type=number(int, 0), default=0, metavar="N",
                    help="phase 2: also train the backbone's last N weight layers (convolutions/dense), on augmented images")
-    r.add_argument("--fine-tune-epochs", type=int, default=3, help="fixed budget (warm-up, cosine decay)")
-    r.add_argument("--fine-tune-learning-rate", type=float, default=3e-4, help="peak learning rate")
+    r.add_argument("--fine-tune-epochs", type=POSITIVE_INT, default=3, help="fixed budget (warm-up, cosine decay)")
+    r.add_argument("--fine-tune-learning-rate", type=POSITIVE, default=3e-4, help="peak learning rate")
     r.add_argument("--no-augment", action="store_true", help="no random flip/rotation/zoom/brightness/contrast in phase 2")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run (same settings) from its last checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     _preprocessing_args(r, "as the converted model's metadata says")
-    r.add_argument("--hidden", type=int, default=0,
+    r.add_argument("--hidden", type=number(int, 0, 1 << 16), default=0,
                    help="units of a hidden-layer head that competes with the linear one on held-out folds")
-    r.add_argument("--label-smoothing", type=float, default=0.0)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True), default=0.0)
+    r.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0)
     r.add_argument("--feature-node", help="backbone tensor to take features from (see 'transferjs inspect')")
     r.add_argument("--cache-dir", help="feature cache (default ~/.cache/transferjs/features)")
     r.add_argument("--no-baseline", action="store_true", help="skip the raw-pixel baseline")
@@ -192,22 +252,26 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--bundle", help="TF.js bundle to check (default: MODEL_DIR/tfjs)")
     v.add_argument("--model-dir", help="the converted model a bundle came from (default: the bundle's parent)")
     v.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
-    v.add_argument("--samples", type=int, default=3)
+    v.add_argument("--samples", type=number(int, 1, 1000), default=3)
     return p
 
 
 def _preprocessing_args(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--image-size", metavar="H,W", help=f"resize images to this size (default: {default})")
-    p.add_argument("--mean", metavar="R,G,B", help="per-channel mean subtracted after scaling (e.g. 0.485,0.456,0.406)")
-    p.add_argument("--std", metavar="R,G,B", help="per-channel std divided by after the mean (e.g. 0.229,0.224,0.225)")
-    p.add_argument("--scale", type=float, help="pixel scale before mean/std (default 1/255)")
+    p.add_argument("--image-size", metavar="H,W", type=number(int, 1, 8192, count=2),
+                   help=f"resize images to this size (default: {default})")
+    p.add_argument("--mean", metavar="R,G,B", type=number(float, count=3),
+                   help="per-channel mean subtracted after scaling (e.g. 0.485,0.456,0.406)")
+    p.add_argument("--std", metavar="R,G,B", type=number(float, 0, low_open=True, count=3),
+                   help="per-channel std divided by after the mean (e.g. 0.229,0.224,0.225)")
+    p.add_argument("--scale", type=POSITIVE, help="pixel scale before mean/std (default 1/255)")
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=["float16", "uint8", "uint16"], help="quantize weights in the TF.js bundle")
     p.add_argument("--quantize-weights", action="append", default=[], metavar="PATTERN",
                    help="quantize only weights whose names match this glob (repeatable; default: all)")
-    p.add_argument("--shard-size", type=int, default=4 * 1024 * 1024, metavar="BYTES", help="weight shard size (default 4 MiB)")
+    p.add_argument("--shard-size", type=number(int, 1024, 2**31 - 1), default=4 * 1024 * 1024, metavar="BYTES",
+                   help="weight shard size (default 4 MiB)")
     p.add_argument("--signature", default="serving_default", help="SavedModel signature to export")
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
                    help="skip this graph pass (repeatable; 'transferjs passes' lists them)")
@@ -220,29 +284,10 @@ def _export_options(args):
                          disabled_passes=check_pass_names(args.disable_pass))
 
 
-def _floats(text, what, n=None):
-
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or (n and len(values) != n):
-        raise InputError(f"Expected {what} as {n or 'some'} comma-separated numbers. Received: '{text}'")
-    return values
-
-
 def _preprocessing_overrides(args) -> dict:
-    """The preprocessing fields the flags set (``size``, ``mean``, ``std``, ``scale``)."""
-    found = {}
-    if args.image_size:
-        found["size"] = tuple(int(v) for v in _floats(args.image_size, "--image-size", 2))
-    if args.mean:
-        found["mean"] = tuple(_floats(args.mean, "--mean", 3))
-    if args.std:
-        found["std"] = tuple(_floats(args.std, "--std", 3))
-    if args.scale is not None:
-        found["scale"] = args.scale
-    return found
+    """The preprocessing fields the flags set (``size``, ``mean``, ``std``, ``scale``), checked at parse time."""
+    found = {"size": args.image_size, "mean": args.mean, "std": args.std, "scale": args.scale}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def _preprocessing(args):
@@ -333,15 +378,19 @@ def cmd_verify(args) -> int:
 
 def cmd_predict(args) -> int:
 
-    for r in predict_with_node(args.bundle, args.images, args.top, args.backend):
-        print(r["image"])
-        for t in r["top"]:
-            print(f"  {t['label']:<24} {100 * t['probability']:5.1f}%")
+    results = predict_with_node(args.bundle, args.images, args.top, args.backend, partial=True)
+    for r in results:
+        if "top" in r:
+            print(r["image"])
+            for t in r["top"]:
+                print(f"  {t['label']:<24} {100 * t['probability']:5.1f}%")
+    bad = [r["error"] for r in results if "error" in r]
+    if bad:  # the good images' answers are printed first
+        raise InputError(f"{len(bad)} of {len(results)} image(s) could not be classified:\n  " + "\n  ".join(bad))
     return 0
 
 
 def cmd_retrain(args) -> int:
-    deterministic_ops()
     from pathlib import Path
 
 
@@ -353,7 +402,8 @@ def cmd_retrain(args) -> int:
     result = retrain(args.model_dir, args.data or args.data_csv, args.out, config, args.test_split,
                      args.feature_node, args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline,
                      resume=args.resume, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
-                     preprocessing=_preprocessing_overrides(args))
+                     preprocessing=_preprocessing_overrides(args), allow_outside=args.allow_outside,
+                     before_training=deterministic_ops)
     r = result.report
     print(f"Retrained {args.model_dir} on {sum(r['dataset']['counts'].values())} images, {len(r['dataset']['labels'])} classes "
           f"-> {args.out}")
@@ -420,6 +470,13 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a file or folder the user named (read-only, full disk, damaged): their input
+        if args.verbose:
+            traceback.print_exc()
+        text = e.strerror or str(e)
+        print(f"error: cannot read or write '{e.filename}': {text}" if e.filename else
+              f"error: {text} (a damaged or unreadable file)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = "; the same command with --resume continues from the last finished epoch" if args.command == "retrain" else ""
         print(f"interrupted: nothing was written{hint}", file=sys.stderr)

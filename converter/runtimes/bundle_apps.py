@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from converter.errors import InputError
 from converter.runtimes.node import NodeRuntimeError, js_dir, node_executable
 
 
@@ -24,18 +25,38 @@ def _node_env() -> dict:
     return {**os.environ, "NODE_PATH": str(js_dir() / "node_modules")}
 
 
-def predict_with_node(bundle_dir, images, top: int = 5, backend: str = "wasm") -> list[dict]:
+def predict_with_node(bundle_dir, images, top: int = 5, backend: str = "wasm", partial: bool = False) -> list[dict]:
     """Run ``node BUNDLE/predict.mjs IMAGES --json``; return one ``{image, top}`` per image.
 
+    Args:
+        partial: return the answers for the readable images, and ``{image, error}`` for the others,
+            instead of raising when some image is bad.
+
     Raises:
-        NodeRuntimeError: predict.mjs failed (its message is included).
+        InputError: no bundle there, a damaged bundle (e.g. ``metadata.json``), or bad images (predict.mjs exit 2).
+        NodeRuntimeError: predict.mjs failed in the TF.js runtime (its message is included).
     """
+    bundle = Path(bundle_dir)
+    script = bundle / "predict.mjs"
+    if not script.is_file():
+        what = "no such folder" if not bundle.exists() else "not a folder" if not bundle.is_dir() else "no predict.mjs in it"
+        raise InputError(f"Expected a TF.js bundle folder written by transferjs (model.json, metadata.json, "
+                         f"predict.mjs). Received: '{bundle}' ({what})")
     node = node_executable()
-    cmd = [node, str(Path(bundle_dir) / "predict.mjs"), *map(str, images), "--top", str(top), "--backend", backend, "--json"]
+    cmd = [node, str(script), *map(str, images), "--top", str(top), "--backend", backend, "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_node_env(), timeout=600)
-    if proc.returncode != 0:
-        raise NodeRuntimeError(f"predict.mjs failed: {proc.stderr.strip()[-2000:]}")
-    return json.loads(proc.stdout)["results"]
+    message = proc.stderr.strip()[-2000:]
+    try:
+        results = json.loads(proc.stdout)["results"]
+    except (ValueError, KeyError, TypeError):
+        results = None
+    if proc.returncode == 2 and results is not None and partial:
+        return results
+    if proc.returncode == 2:
+        raise InputError(message.removeprefix("error: "))
+    if proc.returncode != 0 or results is None:
+        raise NodeRuntimeError(f"predict.mjs failed (exit {proc.returncode}): {message}")
+    return results
 
 
 def chromium_executable() -> str:

@@ -21,6 +21,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from converter.atomic import write_atomic
 from converter.cache import cache_root
 from converter.errors import ConversionError
 from converter.runtimes.node import js_dir, node_executable
@@ -53,10 +54,14 @@ def runtime_support(version: str | None = None) -> dict:
     if committed.is_file():
         return json.loads(committed.read_text())
     cache = cache_root() / "tfjs_runtime" / f"{version}.json"
-    if not cache.is_file():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(ask_runtime())
-    return json.loads(cache.read_text())
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):  # missing, or cut short by a kill: ask again
+        pass
+    text = ask_runtime()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cache, text.encode())
+    return json.loads(text)
 
 
 def ask_runtime() -> str:

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,11 @@ def _load_keras2_h5(path: Path, trust_code: bool, custom_objects: dict, first_er
     if not trust_code:
         import h5py
 
-        with h5py.File(path, "r") as f:
-            config = f.attrs.get("model_config", "")
+        try:
+            with h5py.File(path, "r") as f:
+                config = f.attrs.get("model_config", "")
+        except OSError as e:
+            raise InputError(f"Expected a Keras model file. Received: '{path}', which is no readable HDF5 file ({e})") from None
         if b"Lambda" in (config if isinstance(config, bytes) else str(config).encode()):
             raise UntrustedCodeError(f"'{path}' has a Lambda layer: its Python code runs when loaded. Pass --trust-code to allow it.")
     try:
@@ -165,12 +169,26 @@ def load_keras_source(path, trust_code: bool = False, custom_objects=None) -> Ke
         UntrustedCodeError: Lambda layers or custom classes without ``trust_code``.
         InputError: the file cannot be read as a Keras model.
     """
+    path = Path(path)
+    _check_container(path)
     import keras
 
-    path = Path(path)
     model = _load_model(path, trust_code, load_custom_objects(custom_objects))
     details = {"keras": keras.__version__, "file_kind": path.suffix.lstrip(".") or "saved_model"}
     return KerasSource(model, path, details)
+
+
+def _check_container(path: Path) -> None:
+    """A ``.keras`` file is a zip archive and an ``.h5`` file HDF5: say so in a second, before Keras starts."""
+    if not path.is_file() or path.suffix.lower() not in (".keras", ".h5"):
+        return
+    with path.open("rb") as f:
+        head = f.read(8)
+    is_keras = zipfile.is_zipfile(path) if path.suffix.lower() == ".keras" else head == b"\x89HDF\r\n\x1a\n"
+    if not is_keras:
+        kind = "a zip archive" if path.suffix.lower() == ".keras" else "an HDF5 file"
+        raise InputError(f"Expected a Keras {path.suffix} file ({kind}). Received: '{path}' "
+                         f"(starts with bytes {head[:4].hex(' ') or 'none: empty file'}): damaged, or not a Keras model")
 
 
 class SavedModelSource(SourceModel):

@@ -171,9 +171,10 @@ def load_torch_file(path, input_shapes=None, factory: str | None = None, factory
         InputError: unreadable file, missing factory or shapes, or mismatched weights.
         UntrustedCodeError: a pickle that needs code to load, without ``trust_code``.
     """
+    path = Path(path)
+    check_torch_file(path)  # before torch starts: a second, and torch's own messages for these files mislead
     import torch
 
-    path = Path(path)
     kind = torch_file_kind(path)
     details = {"file_kind": kind}
     if kind == "exported_program":
@@ -228,6 +229,39 @@ def _exported_program_source(path: Path, details: dict, input_shapes=None) -> To
         raise InputError(f"torch.onnx.export (dynamo) failed on '{path}': {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     details = {"torch": torch.__version__, "onnx_exporter": "dynamo", **details}
     return TorchSource(module, program.model_proto, names, out_names, path=path, details=details)
+
+
+def check_torch_file(path: Path) -> None:
+    """Refuse, by its bytes, a file that is no PyTorch file before torch reads it (its own messages mislead).
+
+    PyTorch writes a zip archive with ``data.pkl`` (``torch.save``), ``constants.pkl`` (TorchScript) or
+    ``serialized_exported_program.json`` (``torch.export.save``), or, before 1.6, a bare pickle.
+
+    Raises:
+        InputError: naming the file and what it is instead (empty, damaged zip, another zip, other bytes).
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise InputError(f"Cannot read PyTorch file '{path}': {e.strerror}") from None
+    shown = " ".join(f"{b:02x}" for b in head[:4])
+    if not head:
+        raise InputError(f"Expected a PyTorch file. Received: '{path}' (empty file)")
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                members = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise InputError(f"'{path}' is a damaged or truncated zip archive ({e}); PyTorch files are zip archives: "
+                             f"save or download it again") from None
+        marks = ("data.pkl", "constants.pkl", "serialized_exported_program.json", "/version")
+        if not any(m.endswith(marks) for m in members):
+            raise InputError(f"'{path}' is a zip archive but not a PyTorch file (no data.pkl, constants.pkl or "
+                             f"serialized_exported_program.json; it holds {members[:5]})")
+    elif head[0] != 0x80:  # every pickle torch.save writes starts with the PROTO opcode
+        raise InputError(f"Expected a PyTorch file (a zip archive or a pickle). Received: '{path}' "
+                         f"(starts with bytes {shown})")
 
 
 def torch_file_kind(path: Path) -> str:
