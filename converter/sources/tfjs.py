@@ -69,8 +69,7 @@ class TfjsGraphSource(SourceModel):
 
     def __init__(self, files: TfjsFiles):
         graph = tfjs_graph_def(files)
-        names = [output_name(t) for t in graph.outputs]
-        super().__init__("tfjs", graph.inputs, names, files.path, {**_details(files), "fused_ops_split": graph.fused_split},
+        super().__init__("tfjs", graph.inputs, list(graph.output_names), files.path, {**_details(files), "fused_ops_split": graph.fused_split},
                          runtime=RUNTIME, output_shapes=graph.output_shapes)
         self.graph, self.model_json = graph, files.path
 
@@ -81,9 +80,10 @@ class TfjsGraphSource(SourceModel):
         import tensorflow as tf
 
         mapping = sanitize_names([t.name for t in self.inputs] + self.output_names)
-        keys = {**{t.name: mapping[t.name] for t in self.inputs},
+        placeholders = self.graph.placeholders
+        keys = {**{placeholders[t.name]: mapping[t.name] for t in self.inputs},
                 **{tensor: mapping[name] for tensor, name in zip(self.graph.outputs, self.output_names)}}
-        inputs = [(t.name, tf.TensorSpec(t.shape, t.dtype)) for t in self.inputs]
+        inputs = [(placeholders[t.name], tf.TensorSpec(t.shape, t.dtype)) for t in self.inputs]
         out = Path(workdir) / "tfjs_saved_model"
         self.details["variables"] = save_graph_with_variables(self.graph.graph_def, inputs, self.graph.outputs, keys, out)
         return out, {v: k for k, v in mapping.items()}
@@ -95,7 +95,25 @@ def _layers_model(files: TfjsFiles):
     try:
         return keras_tfjs_loader.load_keras_model(str(files.path))
     except Exception as e:  # tensorflowjs raises ValueError, KeyError, TypeError … for a topology it cannot build
-        raise InputError(f"Cannot read TF.js layers model '{files.path}': {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}") from None
+        why = _weights_mismatch(files) or f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        raise InputError(f"Cannot read TF.js layers model '{files.path}': {why}") from None
+
+
+def _weights_mismatch(files: TfjsFiles) -> str | None:
+    """Which weights the topology needs and the manifest lacks, and the other way round (``None``: they match)."""
+    from tensorflowjs.converters import keras_tfjs_loader
+
+    try:
+        model = keras_tfjs_loader.load_keras_model(str(files.path), load_weights=False)
+    except Exception:
+        return None  # the topology itself does not build: the loader's own message says why
+    needed = [w.name.split(":")[0] for w in model.weights]
+    lacking = [w for w in needed if w not in files.weights]
+    extra = [w for w in files.weights if w not in set(needed)]
+    if not lacking and not extra:
+        return None
+    return (f"the weightsManifest does not match the modelTopology: the topology's weight(s) without an entry: "
+            f"{', '.join(lacking[:5]) or 'none'}; entries the topology has no weight for: {', '.join(extra[:5]) or 'none'}")
 
 
 def load_tfjs_source(path) -> SourceModel:

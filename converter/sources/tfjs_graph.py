@@ -29,15 +29,19 @@ class TfjsGraph:
 
     Args:
         graph_def: the GraphDef, weights filled in, fused ops split.
-        inputs: one ``TensorSpec`` per input (named after its Placeholder node).
+        inputs: one ``TensorSpec`` per input, named as TF.js names it.
+        placeholders: ``{input name: its Placeholder node}``.
         outputs: output tensor names (``"Identity:0"``), in the order TF.js returns them.
+        output_names: what TF.js calls each (signature keys, ``":0"`` dropped).
         output_shapes: ``{output name: shape}`` where the signature gives one.
         fused_split: how many fused nodes were split.
     """
 
     graph_def: object
     inputs: list
+    placeholders: dict
     outputs: list
+    output_names: list
     output_shapes: dict = field(default_factory=dict)
     fused_split: int = 0
 
@@ -69,30 +73,37 @@ def _signature(data: dict) -> dict:
     return data.get("signature") or (data.get("userDefinedMetadata") or {}).get("signature") or {}
 
 
-def _io(files: TfjsFiles, graph_def) -> tuple[list, list, dict]:
-    """Inputs, outputs and output shapes: from the signature block, else Placeholders and unconsumed nodes."""
+def _io(files: TfjsFiles, graph_def) -> tuple[list, dict, list, list, dict]:
+    """Inputs, their Placeholder nodes, output tensors, their source names and shapes.
+
+    Names are what TF.js calls them: the signature block's keys (``":0"`` dropped), else the
+    Placeholders and the nodes nothing consumes.
+    """
     sig = _signature(files.json)
     nodes = {n.name: n for n in graph_def.node}
     if sig.get("inputs"):
-        inputs = [(spec.get("name", key).split(":")[0], _dims(spec.get("tensorShape")), _dtype(spec.get("dtype", "DT_FLOAT")))
-                  for key, spec in sig["inputs"].items()]
+        inputs = [(output_name(key), spec.get("name", key).split(":")[0], _dims(spec.get("tensorShape")),
+                   _dtype(spec.get("dtype", "DT_FLOAT"))) for key, spec in sig["inputs"].items()]
     else:
-        inputs = [(n.name, _dims(_shape_attr(n)), _dtype(_enum_name(n.attr["dtype"].type))) for n in graph_def.node if n.op == "Placeholder"]
-    missing = [name for name, _, _ in inputs if name not in nodes]
+        inputs = [(n.name, n.name, _dims(_shape_attr(n)), _dtype(_enum_name(n.attr["dtype"].type)))
+                  for n in graph_def.node if n.op == "Placeholder"]
+    missing = [node for _, node, _, _ in inputs if node not in nodes]
     if missing:
         raise InputError(f"'{files.path}': the signature names input(s) {', '.join(missing)}, which the modelTopology lacks")
-    specs = [TensorSpec(name, shape or [], dtype, image_layout(shape or [], dtype)) for name, shape, dtype in inputs]
+    specs = [TensorSpec(name, shape or [], dtype, image_layout(shape or [], dtype)) for name, _, shape, dtype in inputs]
+    placeholders = {name: node for name, node, _, _ in inputs}
     if sig.get("outputs"):
-        outputs = [spec.get("name", key) for key, spec in sig["outputs"].items()]
-        shapes = {output_name(spec.get("name", key)): _dims(spec.get("tensorShape")) for key, spec in sig["outputs"].items()}
+        tensors = [spec.get("name", key) for key, spec in sig["outputs"].items()]
+        names = [output_name(key) for key in sig["outputs"]]
+        shapes = {output_name(key): _dims(spec.get("tensorShape")) for key, spec in sig["outputs"].items()}
     else:
         consumed = {i.split(":")[0].lstrip("^") for n in graph_def.node for i in n.input}
-        outputs = [f"{n.name}:0" for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS]
-        shapes = {}
-    missing = [t for t in outputs if t.split(":")[0] not in nodes]
-    if missing or not outputs:
+        tensors = [f"{n.name}:0" for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS]
+        names, shapes = [output_name(t) for t in tensors], {}
+    missing = [t for t in tensors if t.split(":")[0] not in nodes]
+    if missing or not tensors:
         raise InputError(f"'{files.path}': output(s) {', '.join(missing) or '(none found)'} are not nodes of the modelTopology")
-    return specs, outputs, shapes
+    return specs, placeholders, tensors, names, shapes
 
 
 def _shape_attr(node) -> dict | None:
@@ -191,5 +202,4 @@ def tfjs_graph_def(files: TfjsFiles) -> TfjsGraph:
     split = split_fused_ops(graph_def)
     check_ops(files, graph_def)
     _check_builds(files, graph_def)
-    inputs, outputs, shapes = _io(files, graph_def)
-    return TfjsGraph(graph_def, inputs, outputs, shapes, split)
+    return TfjsGraph(graph_def, *_io(files, graph_def), split)
