@@ -81,11 +81,11 @@ def test_graph_model_weights_are_trainable_variables_that_take_gradients(nsfw_gr
 
     saved = nsfw_graph["result"].model.saved_model
     loaded = tf.saved_model.load(str(saved))
-    variables = loaded.trainable_variables
+    serve = loaded.signatures["serving_default"]
+    variables = serve.trainable_variables
     graph_def, _ = frozen_graph(saved)
     weight_layers = [n for n in graph_def.node if n.op in ("Conv2D", "DepthwiseConv2dNative", "MatMul")]
     assert len(weight_layers) > 50 and len(variables) >= len(weight_layers)
-    serve = loaded.signatures["serving_default"]
     x = tf.random.uniform((1, 224, 224, 3))
     with tf.GradientTape() as tape:
         y = next(iter(serve(x).values()))

@@ -89,9 +89,21 @@ class TfjsGraphSource(SourceModel):
         return out, {v: k for k, v in mapping.items()}
 
 
-def _layers_model(files: TfjsFiles):
-    from tensorflowjs.converters import keras_tfjs_loader
+def _tfjs_loader():
+    """tensorflowjs' Keras reader; ydf first, so tensorflow_decision_forests (which tensorflowjs imports)
+    neither prints its banner nor reaches for IPython when stdout is not a terminal file."""
+    import warnings
 
+    import ydf  # noqa: F401
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated")
+        from tensorflowjs.converters import keras_tfjs_loader
+    return keras_tfjs_loader
+
+
+def _layers_model(files: TfjsFiles):
+    keras_tfjs_loader = _tfjs_loader()
     try:
         return keras_tfjs_loader.load_keras_model(str(files.path))
     except Exception as e:  # tensorflowjs raises ValueError, KeyError, TypeError … for a topology it cannot build
@@ -101,10 +113,8 @@ def _layers_model(files: TfjsFiles):
 
 def _weights_mismatch(files: TfjsFiles) -> str | None:
     """Which weights the topology needs and the manifest lacks, and the other way round (``None``: they match)."""
-    from tensorflowjs.converters import keras_tfjs_loader
-
     try:
-        model = keras_tfjs_loader.load_keras_model(str(files.path), load_weights=False)
+        model = _tfjs_loader().load_keras_model(str(files.path), load_weights=False)
     except Exception:
         return None  # the topology itself does not build: the loader's own message says why
     needed = [w.name.split(":")[0] for w in model.weights]
