@@ -175,6 +175,8 @@ def test_a_transferjs_bundle_imports_back_with_parity(transferjs_bundles, bundle
     _assert_import_parity(result)
     assert result.report.source["tfjs_kind"] == ("layers" if bundle == "layers" else "graph")
     assert result.report.parity["tfjs"]["ok"]  # and it exports again
+    if bundle != "layers":  # tensorflowjs 4.22 writes _FusedConv2D / FusedDepthwiseConv2dNative / _FusedMatMul
+        assert result.report.source["fused_ops_split"] > 0
     if bundle == "uint8":
         assert "uint8" in result.report.source["weight_storage"]  # depthwise kernels stay float16 (README)
 
@@ -249,3 +251,55 @@ def test_quantized_weights_are_read_as_tfjs_reads_them(tmp_path):
     assert files.weights["a"].dtype == np.float32 and files.weights["a"].shape == (3, 4)
     np.testing.assert_allclose(files.weights["a"].ravel(), values, atol=2.0 / 255 + 1e-6)
     np.testing.assert_allclose(files.weights["b"], values, atol=2e-3)
+
+
+def _attr_list_s(*values):
+    import base64
+
+    return {"list": {"s": [base64.b64encode(v.encode()).decode() for v in values]}}
+
+
+def _fused_ops_model(folder):
+    """A hand-written graph model.json with every fused-op form old converters write (Prelu, LeakyRelu, Relu6)."""
+    import base64
+
+    rng = np.random.default_rng(3)
+    weights = {"w": rng.normal(size=(3, 3, 2, 3)), "b": rng.normal(size=3), "alpha": rng.uniform(0.1, 0.5, 3),
+               "dw": rng.normal(size=(3, 3, 3, 1)), "db": rng.normal(size=3), "shape": np.array([-1, 48]),
+               "m": rng.normal(size=(48, 4)), "mb": rng.normal(size=4)}
+    dtypes = {k: "int32" if k == "shape" else "float32" for k in weights}
+
+    def const(name):
+        dt = {"float32": "DT_FLOAT", "int32": "DT_INT32"}[dtypes[name]]
+        dims = [{"size": str(d)} for d in weights[name].shape]
+        return {"name": name, "op": "Const", "attr": {"value": {"tensor": {"dtype": dt, "tensorShape": {"dim": dims}}},
+                                                      "dtype": {"type": dt}}}
+
+    s = lambda v: {"s": base64.b64encode(v.encode()).decode()}  # noqa: E731
+    ones = {"list": {"i": ["1", "1", "1", "1"]}}
+    conv = {"T": {"type": "DT_FLOAT"}, "strides": ones, "dilations": ones, "padding": s("SAME"), "data_format": s("NHWC")}
+    nodes = [{"name": "x", "op": "Placeholder", "attr": {"dtype": {"type": "DT_FLOAT"},
+                                                         "shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"}, {"size": "4"}, {"size": "2"}]}}}},
+             *[const(k) for k in weights],
+             {"name": "conv", "op": "_FusedConv2D", "input": ["x", "w", "b"],
+              "attr": {**conv, "num_args": {"i": "1"}, "fused_ops": _attr_list_s("BiasAdd", "LeakyRelu"), "leakyrelu_alpha": {"f": 0.2}}},
+             # (TF.js 4.22 itself mis-runs LeakyRelu fused into a depthwise conv: NaN on cpu, alpha 0 on wasm)
+             {"name": "dw_conv", "op": "FusedDepthwiseConv2dNative", "input": ["conv", "dw", "db", "alpha"],
+              "attr": {**conv, "num_args": {"i": "2"}, "fused_ops": _attr_list_s("BiasAdd", "Prelu")}},
+             {"name": "flat", "op": "Reshape", "input": ["dw_conv", "shape"], "attr": {"T": {"type": "DT_FLOAT"}, "Tshape": {"type": "DT_INT32"}}},
+             {"name": "logits", "op": "_FusedMatMul", "input": ["flat", "m", "mb"],
+              "attr": {"T": {"type": "DT_FLOAT"}, "transpose_a": {"b": False}, "transpose_b": {"b": False},
+                       "num_args": {"i": "1"}, "fused_ops": _attr_list_s("BiasAdd", "Relu6")}}]
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"".join(weights[k].astype(dtypes[k]).tobytes() for k in weights))
+    manifest = [{"paths": ["weights.bin"], "weights": [{"name": k, "shape": list(v.shape), "dtype": dtypes[k]} for k, v in weights.items()]}]
+    (folder / "model.json").write_text(json.dumps({"format": "graph-model", "modelTopology": {"node": nodes, "versions": {"producer": 175}},
+                                                   "weightsManifest": manifest}))
+    return folder / "model.json"
+
+
+def test_fused_ops_split_into_plain_tensorflow_ops_match_tfjs(tmp_path):
+    result = _import(_fused_ops_model(tmp_path / "fused"), tmp_path / "out", export=None)
+    _assert_import_parity(result)
+    assert result.report.source["fused_ops_split"] == 3
+    assert {"Conv2D", "DepthwiseConv2dNative", "MatMul", "LeakyRelu", "Relu6"} <= set(result.report.op_histogram)

@@ -139,7 +139,7 @@ def _fill_weights(files: TfjsFiles, graph_def) -> None:
         if declared is not None and (len(declared) != value.ndim or any(d not in (None, s) for d, s in zip(declared, value.shape))):
             raise InputError(f"'{files.path}': weight '{name}' has shape {list(value.shape)} in the weightsManifest; "
                              f"its Const node in the modelTopology has {declared}")
-        dtype = tf.dtypes.as_dtype(node.attr["dtype"].type) if "dtype" in node.attr else None
+        dtype = tf.dtypes.as_dtype(node.attr["dtype"].type) if node.attr["dtype"].type else None  # else the manifest's
         node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
     empty = [n for n, node in consts.items() if n not in files.weights and not _has_value(node.attr["value"].tensor)]
     if empty:
