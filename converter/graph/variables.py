@@ -31,6 +31,20 @@ def _variable_name(node: str) -> str:
     return name or "weight"
 
 
+_FRAME_OPS = {"Enter", "Merge", "Switch", "NextIteration", "Exit", "LoopCond", "RefEnter", "RefMerge"}
+
+
+def _inside_loops(graph_def) -> set:
+    """Constants a v1 while loop owns (a control edge puts them into its frame, or they feed a frame op):
+    a value fed from outside would break the loop's frames, so they stay constants."""
+    nodes = {n.name: n for n in graph_def.node}
+    owned = {n.name for n in graph_def.node if n.op == "Const" and any(i.startswith("^") for i in n.input)}
+    for n in graph_def.node:
+        if n.op in _FRAME_OPS:
+            owned |= {i.split(":")[0] for i in n.input if i.split(":")[0] in nodes and nodes[i.split(":")[0]].op == "Const"}
+    return owned
+
+
 def lift_constants_to_variables(graph_def) -> tuple[object, dict]:
     """A copy of ``graph_def`` with float constants (> 1 element) replaced by placeholders, and their values.
 
@@ -43,8 +57,9 @@ def lift_constants_to_variables(graph_def) -> tuple[object, dict]:
     out = graph_pb2.GraphDef()
     out.CopyFrom(graph_def)
     values = {}
+    in_loops = _inside_loops(out)
     for node in out.node:
-        if node.op != "Const":
+        if node.op != "Const" or node.name in in_loops:
             continue
         t = node.attr["value"].tensor
         if t.dtype not in _FLOAT or _elements(t) <= 1:
@@ -66,13 +81,25 @@ def lift_constants_to_variables(graph_def) -> tuple[object, dict]:
     return out, values
 
 
-def save_graph_with_variables(graph_def, inputs: list, outputs: list[str], keys: dict[str, str], folder) -> int:
+def _with_shape(tensor, shape):
+    """``tensor`` with its static shape set where the graph cannot infer it (a loop's outputs)."""
+    import tensorflow as tf
+
+    out = tf.identity(tensor)
+    if shape is not None and out.shape.rank is None:
+        out.set_shape(shape)
+    return out
+
+
+def save_graph_with_variables(graph_def, inputs: list, outputs: list[str], keys: dict[str, str], folder,
+                              shapes: dict | None = None) -> int:
     """Write ``graph_def`` as a SavedModel at ``folder`` with its float weights as trainable variables.
 
     Args:
         inputs: ``(placeholder node name, tf.TensorSpec)`` of each input.
         outputs: output tensor names (``"Identity:0"``).
         keys: signature key of each input node name and output tensor name.
+        shapes: the known shape of output tensors (``None`` for a dynamic dim), for outputs TensorFlow cannot infer.
 
     Returns:
         How many variables it holds.
@@ -92,7 +119,7 @@ def save_graph_with_variables(graph_def, inputs: list, outputs: list[str], keys:
             input_map = {f"{n}:0": a for (n, _), a in zip(inputs, args)}
             input_map.update({f"{n}:0": v.read_value() for n, v in zip(names, self.weights)})
             results = tf.graph_util.import_graph_def(lifted, input_map=input_map, return_elements=outputs, name="graph")
-            return {keys[o]: tf.identity(t) for o, t in zip(outputs, results)}
+            return {keys[o]: _with_shape(t, (shapes or {}).get(o)) for o, t in zip(outputs, results)}
 
     module = Graph()
     tf.saved_model.save(module, str(Path(folder)), signatures={"serving_default": module.serve})

@@ -85,7 +85,8 @@ class TfjsGraphSource(SourceModel):
                 **{tensor: mapping[name] for tensor, name in zip(self.graph.outputs, self.output_names)}}
         inputs = [(placeholders[t.name], tf.TensorSpec(t.shape, t.dtype)) for t in self.inputs]
         out = Path(workdir) / "tfjs_saved_model"
-        self.details["variables"] = save_graph_with_variables(self.graph.graph_def, inputs, self.graph.outputs, keys, out)
+        shapes = {t: self.output_shapes.get(n) for t, n in zip(self.graph.outputs, self.output_names)}
+        self.details["variables"] = save_graph_with_variables(self.graph.graph_def, inputs, self.graph.outputs, keys, out, shapes)
         return out, {v: k for k, v in mapping.items()}
 
 
