@@ -303,3 +303,16 @@ def test_fused_ops_split_into_plain_tensorflow_ops_match_tfjs(tmp_path):
     _assert_import_parity(result)
     assert result.report.source["fused_ops_split"] == 3
     assert {"Conv2D", "DepthwiseConv2dNative", "MatMul", "LeakyRelu", "Relu6"} <= set(result.report.op_histogram)
+
+
+def test_tf1_control_flow_is_refused_naming_its_nodes(tmp_path):
+    from converter.errors import UnsupportedOpsError
+
+    model_json = _fused_ops_model(tmp_path / "loop")
+    data = json.loads(model_json.read_text())
+    data["modelTopology"]["node"].append({"name": "loop/Enter", "op": "Enter", "input": ["x"],
+                                          "attr": {"T": {"type": "DT_FLOAT"}, "frame_name": {"s": "bG9vcA=="}}})
+    model_json.write_text(json.dumps(data))
+    with pytest.raises(UnsupportedOpsError, match="loop/Enter") as err:
+        _import(model_json, tmp_path / "out", export=None)
+    assert err.value.exit_code == 2 and not (tmp_path / "out").exists()

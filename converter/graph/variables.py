@@ -31,20 +31,6 @@ def _variable_name(node: str) -> str:
     return name or "weight"
 
 
-_FRAME_OPS = {"Enter", "Merge", "Switch", "NextIteration", "Exit", "LoopCond", "RefEnter", "RefMerge"}
-
-
-def _inside_loops(graph_def) -> set:
-    """Constants a v1 while loop owns (a control edge puts them into its frame, or they feed a frame op):
-    a value fed from outside would break the loop's frames, so they stay constants."""
-    nodes = {n.name: n for n in graph_def.node}
-    owned = {n.name for n in graph_def.node if n.op == "Const" and any(i.startswith("^") for i in n.input)}
-    for n in graph_def.node:
-        if n.op in _FRAME_OPS:
-            owned |= {i.split(":")[0] for i in n.input if i.split(":")[0] in nodes and nodes[i.split(":")[0]].op == "Const"}
-    return owned
-
-
 def lift_constants_to_variables(graph_def) -> tuple[object, dict]:
     """A copy of ``graph_def`` with float constants (> 1 element) replaced by placeholders, and their values.
 
@@ -57,9 +43,8 @@ def lift_constants_to_variables(graph_def) -> tuple[object, dict]:
     out = graph_pb2.GraphDef()
     out.CopyFrom(graph_def)
     values = {}
-    in_loops = _inside_loops(out)
     for node in out.node:
-        if node.op != "Const" or node.name in in_loops:
+        if node.op != "Const":
             continue
         t = node.attr["value"].tensor
         if t.dtype not in _FLOAT or _elements(t) <= 1:
@@ -106,7 +91,10 @@ def save_graph_with_variables(graph_def, inputs: list, outputs: list[str], keys:
     """
     import tensorflow as tf
 
-    lifted, values = lift_constants_to_variables(graph_def)
+    # Only what the outputs need: a dangling node (a loop's NoOp) would become a control output of the
+    # function, wired across the loop's frame.
+    needed = [o.split(":")[0] for o in outputs] + [n for n, _ in inputs]
+    lifted, values = lift_constants_to_variables(tf.compat.v1.graph_util.extract_sub_graph(graph_def, needed))
     names = list(values)
 
     class Graph(tf.Module):

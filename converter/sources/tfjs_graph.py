@@ -21,6 +21,9 @@ from converter.sources.tfjs_files import TfjsFiles
 from converter.sources.tfjs_fused_ops import split_fused_ops
 
 _NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "Assert"}
+# tensorflowjs lowers while loops and conds to these TF1 frame ops; TensorFlow 2 cannot freeze a
+# function holding them (convert_variables_to_constants_v2: "inputs from different frames").
+FRAME_OPS = {"Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond"}
 
 
 @dataclass
@@ -166,6 +169,12 @@ def check_ops(files: TfjsFiles, graph_def) -> None:
             unknown.setdefault(n.op, []).append(n.name)
     if unknown:
         raise UnsupportedOpsError(f"TensorFlow (ops in '{files.path}')", unknown)
+    frames = {}
+    for n in graph_def.node:
+        if n.op in FRAME_OPS:
+            frames.setdefault(n.op, []).append(n.name)
+    if frames:
+        raise UnsupportedOpsError(f"transferjs' TF.js graph import (TF1 control flow in '{files.path}'; loops and conds are not supported yet)", frames)
 
 
 def _parse_topology(files: TfjsFiles):
