@@ -124,7 +124,9 @@ export function readArtifacts(dir) {
 export async function loadBundle(dir) {
   const artifacts = readArtifacts(dir);
   const handler = { load: async () => artifacts };
-  const isLayers = artifacts.format === 'layers-model' || artifacts.modelTopology.class_name !== undefined;
+  // Keras 2.x-era converters wrap the config: { keras_version, backend, model_config: {class_name, …} }.
+  const topo = artifacts.modelTopology;
+  const isLayers = artifacts.format === 'layers-model' || topo.class_name !== undefined || topo.model_config !== undefined;
   if (isLayers) return { model: await tf.loadLayersModel(handler), kind: 'layers' };
   return { model: await tf.loadGraphModel(handler), kind: 'graph' };
 }

@@ -18,6 +18,7 @@ from converter.sources.base import SourceModel
 from converter.sources.detect import detect_format
 from converter.sources.keras import SavedModelSource, load_keras_source
 from converter.sources.onnx import load_onnx_source
+from converter.sources.tfjs import load_tfjs_source
 from converter.sources.torch import load_torch_file
 
 
@@ -39,6 +40,10 @@ def _keras(path: Path, options) -> SourceModel:
     return load_keras_source(path, options.trust_code, options.custom_objects)
 
 
+def _tfjs(path: Path, options) -> SourceModel:
+    return load_tfjs_source(path)
+
+
 def _saved_model(path: Path, options) -> SourceModel:
     return SavedModelSource(Path(path))
 
@@ -49,6 +54,7 @@ LOADERS: dict[str, Callable[[Path, object], SourceModel]] = {
     "pytorch": _pytorch,
     "keras": _keras,
     "saved_model": _saved_model,
+    "tfjs": _tfjs,
 }
 
 
