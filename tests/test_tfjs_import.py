@@ -213,14 +213,15 @@ def test_damaged_files_give_a_clear_error_naming_the_file_or_node(transferjs_bun
     model_json, named = _damaged(transferjs_bundles, tmp_path, kind, how)
     with pytest.raises(TransferJSError) as err:
         _import(model_json, tmp_path / "out")
-    assert err.value.exit_code == 2 and named in str(err.value), str(err.value)
+    expected = 3 if how == "unknown op" else 2  # the exit-code contract: unsupported (nodes named) 3, bad input 2
+    assert err.value.exit_code == expected and named in str(err.value), str(err.value)
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_refuses_a_damaged_model_json_with_exit_2(transferjs_bundles, tmp_path):
+def test_cli_refuses_an_op_tensorflow_lacks_with_exit_3(transferjs_bundles, tmp_path):
     model_json, named = _damaged(transferjs_bundles, tmp_path, "graph", "unknown op")
     proc = run_cli("convert", model_json, "-o", tmp_path / "out")
-    assert proc.returncode == 2 and "NoSuchOpXyz" in proc.stderr and named in proc.stderr, proc.stderr
+    assert proc.returncode == 3 and "NoSuchOpXyz" in proc.stderr and named in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
 
 
