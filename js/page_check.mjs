@@ -1,0 +1,120 @@
+// Drive a bundle's page (served by its own serve.mjs) in headless Chromium as a person would.
+//
+// Usage: node page_check.mjs PLAN.json
+// PLAN: { url, screenshots: DIR, video: FILE.y4m|null, camera: "allow"|"deny", steps: [...] } where a step is
+//   { do: "drop", files: [...] }           drop image files on the drop zone; wait for their results
+//   { do: "camera", frames: N }            start the webcam; wait for N live predictions
+//   { do: "add-class", name }              add a class in the teach section
+//   { do: "add-examples", label, files }   add image files as examples of a class
+//   { do: "record", label, ms }            hold the class's record button for ms (webcam examples)
+//   { do: "train", epochs }                train; wait until done
+//   { do: "download", to: FILE.zip }       download the taught bundle
+//   { do: "screenshot", name }             DIR/name.png
+// Prints JSON: { state: {...}, results: [...] } or { error, pageErrors }.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+const plan = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream'];
+if (plan.camera !== 'deny') args.push('--use-fake-ui-for-media-stream');
+if (plan.video) args.push(`--use-file-for-fake-video-capture=${plan.video}`);
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args });
+const errors = [];
+const results = [];
+const TIMEOUT = { timeout: 60000 };
+
+const MIME = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.txt': 'text/plain' };
+function filePayload(file) {
+  const ext = file.slice(file.lastIndexOf('.')).toLowerCase();
+  return { name: file.split('/').pop(), type: MIME[ext] || 'application/octet-stream', b64: fs.readFileSync(file).toString('base64') };
+}
+
+async function drop(page, files) {
+  await page.evaluate((payload) => {
+    const dt = new DataTransfer();
+    for (const f of payload) dt.items.add(new File([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], f.name, { type: f.type }));
+    const zone = document.getElementById('drop');
+    zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    document.body.dataset.done = '';
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, files.map(filePayload));
+  await page.waitForFunction(() => document.body.dataset.done === 'true', null, TIMEOUT);
+  return page.evaluate(() => [...document.querySelectorAll('#results > li')].map((li) => ({
+    name: li.dataset.name, error: li.dataset.error || null, top: li.dataset.top ? JSON.parse(li.dataset.top) : null,
+  })));
+}
+
+const STEPS = {
+  drop: (page, s) => drop(page, s.files),
+  async camera(page, s) {
+    await page.click('#camera');
+    await page.waitForFunction((n) => Number(document.body.dataset.frames || 0) >= n || document.body.dataset.cameraError, s.frames || 3, TIMEOUT);
+    return page.evaluate(() => ({
+      error: document.body.dataset.cameraError || null, frames: Number(document.body.dataset.frames || 0), status: document.getElementById('status').textContent,
+      top: [...document.querySelectorAll('#live li')].map((li) => ({ label: li.querySelector('.label').textContent, probability: Number(li.dataset.probability) })),
+    }));
+  },
+  async 'add-class'(page, s) {
+    await page.fill('#new-class', s.name);
+    await page.press('#new-class', 'Enter');
+    return page.evaluate(() => [...document.querySelectorAll('#classes li')].map((li) => li.dataset.label));
+  },
+  async 'add-examples'(page, s) {
+    const before = await page.textContent(`#classes li[data-label="${s.label}"] .count`);
+    await page.setInputFiles(`#classes li[data-label="${s.label}"] input[type=file]`, s.files);
+    await page.waitForFunction(([l, b]) => document.querySelector(`#classes li[data-label="${l}"] .count`).textContent !== b, [s.label, before], TIMEOUT);
+    return page.textContent(`#classes li[data-label="${s.label}"] .count`);
+  },
+  async record(page, s) {
+    const button = page.locator(`#classes li[data-label="${s.label}"] button.record`);
+    await button.focus();
+    await page.keyboard.down('Space');
+    await page.waitForTimeout(s.ms || 1000);
+    await page.keyboard.up('Space');
+    await page.waitForTimeout(300);
+    return page.textContent(`#classes li[data-label="${s.label}"] .count`);
+  },
+  async train(page, s) {
+    await page.fill('#epochs', String(s.epochs || 40));
+    await page.click('#train');
+    await page.waitForFunction(() => document.body.dataset.trained === 'true', null, TIMEOUT);
+    return page.evaluate(() => ({ accuracy: JSON.parse(document.body.dataset.accuracy), status: document.getElementById('train-status').textContent }));
+  },
+  async download(page, s) {
+    const [dl] = await Promise.all([page.waitForEvent('download', TIMEOUT), page.click('#download')]);
+    await dl.saveAs(s.to);
+    return { file: s.to, name: dl.suggestedFilename() };
+  },
+  async screenshot(page, s) {
+    const file = `${plan.screenshots}/${s.name}.png`;
+    await page.screenshot({ path: file, fullPage: true });
+    return file;
+  },
+};
+
+let output;
+try {
+  const context = await browser.newContext({ viewport: { width: plan.width || 800, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.type()}: ${m.text()}`); });
+  await page.goto(plan.url);
+  await page.waitForFunction(() => document.body.dataset.ready || document.body.dataset.error, null, TIMEOUT);
+  const loadError = await page.evaluate(() => document.body.dataset.error);
+  if (loadError) throw new Error(`page failed to load the model: ${loadError}`);
+  for (const step of plan.steps) results.push(await STEPS[step.do](page, step));
+  const state = await page.evaluate(() => ({
+    backend: document.body.dataset.backend, threads: Number(document.body.dataset.threads), isolated: self.crossOriginIsolated,
+    backendText: document.getElementById('backend').textContent, status: document.getElementById('status').textContent,
+    teach: !document.getElementById('teach').hidden, scrollWidth: document.documentElement.scrollWidth,
+  }));
+  output = { state, results, pageErrors: errors };
+} catch (e) {
+  output = { error: String(e.message || e), pageErrors: errors, results };
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(output));
