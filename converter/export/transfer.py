@@ -45,6 +45,7 @@ def write_transfer_example(folder: Path, labels: list[str]) -> None:
         if name != "preprocess.mjs":
             shutil.copyfile(TEMPLATES / name, folder / name)
     page = (folder / "index.html").read_text().replace('src="vendor/', 'src="backbone/vendor/')
+    page = page.replace("<body>", '<body data-kind="transfer">', 1)
     (folder / "index.html").write_text(page)
     feature_size = json.loads((folder / "backbone" / "metadata.json").read_text())["outputs"][0]["shape"][-1]
     readme = (TEMPLATES / "transfer_README.md").read_text()

@@ -55,7 +55,8 @@ async function fetchJson(url) {
 
 /** The bundle's model: a graph model (model.json), or backbone + head in a tfjs-transfer folder. */
 async function loadClassifier() {
-  const transfer = (await fetch('head/model.json', { method: 'HEAD' })).ok;
+  // transfer.py marks the page of a tfjs-transfer folder (backbone/, head/, labels.json).
+  const transfer = document.body.dataset.kind === 'transfer';
   const meta = await fetchJson(transfer ? 'backbone/metadata.json' : 'metadata.json');
   const graph = await tf.loadGraphModel(transfer ? 'backbone/model.json' : 'model.json');
   const input = meta.inputs[0];
@@ -266,7 +267,8 @@ function wireCamera() {
 async function main() {
   await startBackend();
   classifier = await loadClassifier();
-  $('title').textContent = classifier.meta.modelName || 'Image classifier';
+  // A transfer folder's backbone is named 'backbone': its page is about the classifier it teaches.
+  $('title').textContent = classifier.transfer ? 'Classify and teach' : classifier.meta.modelName || 'Image classifier';
   if (classifier.transfer) {
     const { startTeaching } = await import('./teach.mjs');
     await startTeaching(classifier);

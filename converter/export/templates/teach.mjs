@@ -154,13 +154,17 @@ async function train() {
       await tf.nextFrame();
     } },
   });
+  // The epoch logs measure with dropout on; this is the trained head's own accuracy on its examples.
+  const fitted = tf.tidy(() => model.predict(x).argMax(1).dataSync());
+  const trainAccuracy = fit.filter((e, i) => fitted[i] === e.label).length / fit.length;
   tf.dispose([x, y]);
   const accuracy = evaluate(model, heldOut);
   classifier.head = model;
   classifier.labels = [...state.labels];
   classifier.display.labels = classifier.labels;
   state.trained = model;
-  $('train-status').textContent += `. Trained on ${fit.length} examples, ${heldOut.length} held out.` +
+  $('train-status').textContent = `Trained ${epochs} epochs on ${fit.length} examples (${(100 * trainAccuracy).toFixed(0)}% of them right), ` +
+    `${heldOut.length} held out (accuracy per class below).` +
     (forgotten.length ? ` No examples of ${forgotten.join(', ')}: the new model has forgotten them.` : '');
   $('train').disabled = false;
   $('download').disabled = false;
@@ -197,7 +201,7 @@ async function download() {
   $('download').disabled = true;
   $('train-status').textContent = 'Writing the bundle…';
   try {
-    const name = `${classifier.meta.modelName || 'model'}-taught`.replace(/[^\w.-]+/g, '_');
+    const name = 'taught-classifier';
     const files = await composeBundle(tf, { base: new URL('backbone/', location.href), meta: classifier.meta, head: state.trained, labels: state.labels, name });
     const a = document.createElement('a');
     a.href = URL.createObjectURL(zipFiles(files, name));
