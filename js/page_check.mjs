@@ -10,6 +10,7 @@
 //   { do: "train", epochs }                train; wait until done
 //   { do: "download", to: FILE.zip }       download the taught bundle
 //   { do: "screenshot", name }             DIR/name.png
+//   { do: "bench", runs }                  median/p90 ms of the page's model on one input
 // Prints JSON: { state: {...}, results: [...] } or { error, pageErrors }.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -88,6 +89,7 @@ const STEPS = {
     await dl.saveAs(s.to);
     return { file: s.to, name: dl.suggestedFilename() };
   },
+  bench: (page, s) => page.evaluate((runs) => window.transferjsPage.benchmark(runs), s.runs || 20),
   async screenshot(page, s) {
     const file = `${plan.screenshots}/${s.name}.png`;
     await page.screenshot({ path: file, fullPage: true });

@@ -264,6 +264,24 @@ function wireCamera() {
   });
 }
 
+/** Median and p90 ms of ``runs`` timed predictions (after 3 untimed) on one seeded-random input. */
+async function benchmark(runs = 20) {
+  const shape = classifier.meta.inputs[0].shape.map((d) => (d == null || d < 0 ? 1 : d));
+  const x = tf.randomUniform(shape, 0, 1, 'float32', 0);
+  const times = [];
+  for (let i = 0; i < runs + 3; i++) {
+    const t = performance.now();
+    const y = await classifier.run(x);
+    await y.data();
+    y.dispose();
+    if (i >= 3) times.push(performance.now() - t);
+  }
+  x.dispose();
+  times.sort((a, b) => a - b);
+  return { median: times[Math.floor(times.length / 2)], p90: times[Math.floor(times.length * 0.9)], runs, backend: tf.getBackend(),
+    threads: document.body.dataset.threads, threadsRequested: document.body.dataset.threadsRequested };
+}
+
 async function main() {
   await startBackend();
   classifier = await loadClassifier();
@@ -277,6 +295,7 @@ async function main() {
   wireCamera();
   $('status').textContent = 'Ready. Choose, drop or paste images, or start the camera.';
   document.body.dataset.ready = 'true';
+  window.transferjsPage = { benchmark };
 }
 
 main().catch((e) => {
