@@ -3,6 +3,8 @@
 // Usage: node page_check.mjs PLAN.json
 // PLAN: { url, screenshots: DIR, video: FILE.y4m|null, camera: "allow"|"deny", steps: [...] } where a step is
 //   { do: "drop", files: [...] }           drop image files on the drop zone; wait for their results
+//   { do: "paste", files: [...] }          paste them (a paste event with the files on its clipboard)
+//   { do: "keyboard-pick", files }         focus the drop zone, press Enter, pick the files in the chooser
 //   { do: "camera", frames: N }            start the webcam; wait for N live predictions
 //   { do: "add-class", name }              add a class in the teach section
 //   { do: "add-examples", label, files }   add image files as examples of a class
@@ -33,15 +35,20 @@ function filePayload(file) {
   return { name: file.split('/').pop(), type: MIME[ext] || 'application/octet-stream', b64: fs.readFileSync(file).toString('base64') };
 }
 
-async function drop(page, files) {
-  await page.evaluate((payload) => {
+/** Drop files on the drop zone, or paste them (a ClipboardEvent), as a person would; wait for the results. */
+async function give(page, files, how) {
+  await page.evaluate(([payload, kind]) => {
     const dt = new DataTransfer();
     for (const f of payload) dt.items.add(new File([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], f.name, { type: f.type }));
+    document.body.dataset.done = '';
+    if (kind === 'paste') {
+      document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+      return;
+    }
     const zone = document.getElementById('drop');
     zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
-    document.body.dataset.done = '';
     zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-  }, files.map(filePayload));
+  }, [files.map(filePayload), how]);
   await page.waitForFunction(() => document.body.dataset.done === 'true', null, TIMEOUT);
   return page.evaluate(() => [...document.querySelectorAll('#results > li')].map((li) => ({
     name: li.dataset.name, error: li.dataset.error || null, top: li.dataset.top ? JSON.parse(li.dataset.top) : null,
@@ -49,7 +56,16 @@ async function drop(page, files) {
 }
 
 const STEPS = {
-  drop: (page, s) => drop(page, s.files),
+  drop: (page, s) => give(page, s.files, 'drop'),
+  paste: (page, s) => give(page, s.files, 'paste'),
+  async 'keyboard-pick'(page, s) {
+    await page.focus('#drop');
+    await page.evaluate(() => { document.body.dataset.done = ''; });
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser', TIMEOUT), page.keyboard.press('Enter')]);
+    await chooser.setFiles(s.files);
+    await page.waitForFunction(() => document.body.dataset.done === 'true', null, TIMEOUT);
+    return page.evaluate(() => document.querySelectorAll('#results > li').length);
+  },
   async camera(page, s) {
     await page.click('#camera');
     await page.waitForFunction((n) => Number(document.body.dataset.frames || 0) >= n || document.body.dataset.cameraError, s.frames || 3, TIMEOUT);

@@ -133,19 +133,22 @@ def test_page_classifies_dropped_images_like_predict_mjs(tiny_converted, images,
     with served(bundle) as url:
         page = drive_page({"url": url, "screenshots": str(ARTIFACTS), "steps": [
             {"do": "drop", "files": [str(f) for f in picked[:2]]},
-            {"do": "drop", "files": [str(picked[2]), str(images["text"])]},
+            {"do": "paste", "files": [str(picked[2])]},
+            {"do": "drop", "files": [str(images["text"])]},
             {"do": "screenshot", "name": "page-classify"}]}, tmp_path)
-        cpu = drive_page({"url": url + "?backend=cpu", "width": 360, "steps": [{"do": "drop", "files": [str(picked[0])]}]}, tmp_path)
+        cpu = drive_page({"url": url + "?backend=cpu", "width": 360, "steps": [
+            {"do": "keyboard-pick", "files": [str(picked[0])]}, {"do": "drop", "files": []}]}, tmp_path)
     assert page["state"]["isolated"] is True and page["state"]["backend"] == "wasm", page["state"]
     assert re.search(r"wasm backend, \d+ thread", page["state"]["backendText"])
-    results = page["results"][1]
+    results = page["results"][2]
     assert [r["name"] for r in results] == [f.name for f in picked] + [images["text"].name]
     for got, want in zip(results[:3], expected):
         assert [t["index"] for t in got["top"]] == [t["index"] for t in want["top"]]
         assert np.allclose([t["probability"] for t in got["top"]], [t["probability"] for t in want["top"]], atol=1e-3)
     assert "not an image" in results[3]["error"] and results[3]["top"] is None
     assert cpu["state"]["backend"] == "cpu"
-    assert abs(cpu["results"][0][0]["top"][0]["probability"] - expected[0]["top"][0]["probability"]) < 1e-3
+    assert cpu["results"][0] == 1  # picked with the keyboard: drop zone, Enter, file chooser
+    assert abs(cpu["results"][1][0]["top"][0]["probability"] - expected[0]["top"][0]["probability"]) < 1e-3
     assert cpu["state"]["scrollWidth"] <= 360  # phone width: nothing sticks out sideways
     assert not page["pageErrors"], page["pageErrors"]
 
