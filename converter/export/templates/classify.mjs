@@ -36,7 +36,8 @@ export async function startBackend() {
   if (tf.getBackend() !== 'wasm' && !(await tf.setBackend('cpu'))) throw new Error('neither the wasm nor the cpu TF.js backend started');
   await tf.ready();
   const wasm = tf.getBackend() === 'wasm';
-  // TF.js 4.22's getThreadsCount() may report fewer threads than asked for (tfjs issues 6081, 8513): show both.
+  // TF.js 4.22 caps the pool at hardwareConcurrency / 2 whatever setThreadsCount asks (one thread on a
+  // 2-core machine; tfjs issues 6081, 8513): show what it runs and what was asked.
   const info = { backend: tf.getBackend(), threads: wasm ? tf.wasm.getThreadsCount() : 1, requested: wasm && isolated ? threads : 1, isolated };
   const requested = info.requested !== info.threads ? ` (${info.requested} requested)` : '';
   $('backend').textContent = `TF.js ${tf.version.tfjs}, ${info.backend} backend, ${info.threads} thread${info.threads > 1 ? 's' : ''}${requested}` +
