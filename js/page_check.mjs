@@ -4,7 +4,7 @@
 // PLAN: { url, screenshots: DIR, video: FILE.y4m|null, camera: "allow"|"deny", steps: [...] } where a step is
 //   { do: "drop", files: [...] }           drop image files on the drop zone; wait for their results
 //   { do: "paste", files: [...] }          paste them (a paste event with the files on its clipboard)
-//   { do: "keyboard-pick", files }         focus the drop zone, press Enter, pick the files in the chooser
+//   { do: "keyboard-pick", files }         focus the drop zone, press Enter (opens the picker), pick the files
 //   { do: "camera", frames: N }            start the webcam; wait for N live predictions
 //   { do: "add-class", name }              add a class in the teach section
 //   { do: "add-examples", label, files }   add image files as examples of a class
@@ -59,10 +59,19 @@ const STEPS = {
   drop: (page, s) => give(page, s.files, 'drop'),
   paste: (page, s) => give(page, s.files, 'paste'),
   async 'keyboard-pick'(page, s) {
-    await page.focus('#drop');
     await page.evaluate(() => { document.body.dataset.done = ''; });
-    const [chooser] = await Promise.all([page.waitForEvent('filechooser', TIMEOUT), page.keyboard.press('Enter')]);
-    await chooser.setFiles(s.files);
+    await page.locator('#drop').focus();
+    const focused = await page.evaluate(() => document.activeElement?.id);
+    if (focused !== 'drop') throw new Error(`keyboard-pick: focus is on '${focused}', not the drop zone`);
+    // Enter must open the picker (a click on the file input); Playwright's file-chooser interception
+    // races with the first key press, so the click is observed and the files set on the input.
+    await page.evaluate(() => document.getElementById('file').addEventListener('click', (e) => {
+      e.preventDefault();
+      document.body.dataset.pickerOpened = 'true';
+    }, { once: true }));
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.body.dataset.pickerOpened === 'true', null, { timeout: 10000 });
+    await page.setInputFiles('#file', s.files);
     await page.waitForFunction(() => document.body.dataset.done === 'true', null, TIMEOUT);
     return page.evaluate(() => document.querySelectorAll('#results > li').length);
   },
