@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import traceback
@@ -20,7 +21,7 @@ from converter.export.tfjs import ExportOptions
 from converter.graph.frozen import frozen_graph
 from converter.model import ConvertedModel, Preprocessing
 from converter.pipeline import ConvertOptions, convert
-from converter.runtimes.bundle_apps import predict_with_node, serve_bundle
+from converter.runtimes.bundle_apps import predict_with_node, serve_command
 from converter.sources.torch import parse_kwargs
 from converter.verify.tolerance import Tolerance
 from retrain import TrainConfig, retrain
@@ -353,7 +354,10 @@ def cmd_predict(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    return serve_bundle(args.bundle, args.port)
+    # The process becomes node serve.mjs: a SIGTERM (not only Ctrl+C) then stops the server itself.
+    cmd = serve_command(args.bundle, args.port)
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)
 
 
 def cmd_retrain(args) -> int:
