@@ -5,7 +5,8 @@ Example:
     'tabby'
     >>> classify_in_browser("out/tfjs", "cat.jpg", "page.png")["top"][0]["index"]
     281
-    >>> serve_bundle("out/tfjs", port=8000)   # node out/tfjs/serve.mjs, until Ctrl+C
+    >>> serve_command("out/tfjs", port=8000)[1:]   # what `transferjs serve out/tfjs` runs
+    ['out/tfjs/serve.mjs', '--port', '8000', '--host', '127.0.0.1']
 """
 
 from __future__ import annotations
@@ -84,11 +85,6 @@ def serve_command(bundle_dir, port: int = 8000, host: str = "127.0.0.1") -> list
     if not 0 <= port <= 65535:
         raise InputError(f"Expected --port from 0 to 65535. Received: {port}")
     return [node_executable(), str(folder / "serve.mjs"), "--port", str(port), "--host", host]
-
-
-def serve_bundle(bundle_dir, port: int = 8000, host: str = "127.0.0.1") -> int:
-    """Serve the bundle's page until interrupted; returns serve.mjs's exit code."""
-    return subprocess.call(serve_command(bundle_dir, port, host))
 
 
 def drive_page(plan: dict, workdir) -> dict:
