@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import textwrap
 import traceback
@@ -21,7 +22,7 @@ from converter.export.tfjs import ExportOptions
 from converter.graph.frozen import frozen_graph
 from converter.model import ConvertedModel, Preprocessing
 from converter.pipeline import ConvertOptions, convert
-from converter.runtimes.bundle_apps import predict_with_node
+from converter.runtimes.bundle_apps import predict_with_node, serve_command
 from converter.sources.torch import parse_kwargs
 from converter.verify.tolerance import Tolerance
 from retrain import TrainConfig, retrain
@@ -55,6 +56,13 @@ EPILOG = {
     "predict": """\
         example:
           transferjs predict out/tfjs cat.jpg dog.png --top 3
+        """,
+    "serve": """\
+        example:
+          transferjs serve out/tfjs --port 8000     # then open http://127.0.0.1:8000/
+          transferjs serve out/pets/tfjs-transfer   # the page that teaches new classes
+
+        sends COOP/COEP headers (cross-origin isolated: TF.js wasm uses threads) and application/wasm
         """,
     "retrain": """\
         example:
@@ -202,6 +210,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", help="PNG or JPEG files")
     pr.add_argument("--top", type=number(int, 1, 1000), default=5, help="labels shown per image (default 5)")
     pr.add_argument("--backend", choices=["wasm", "cpu"], default="wasm")
+
+    sv = sub.add_parser("serve", help="serve a bundle's page locally, cross-origin isolated (its serve.mjs)",
+                        epilog=textwrap.dedent(EPILOG["serve"]), formatter_class=fmt, parents=[common])
+    sv.add_argument("bundle", help="a TF.js bundle folder (e.g. out/tfjs) or a tfjs-transfer folder")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
 
     r = sub.add_parser("retrain", help="teach a converted model your classes: a new head on its features, optional fine-tuning",
                        epilog=textwrap.dedent(EPILOG["retrain"]), formatter_class=fmt, parents=[common])
@@ -390,6 +403,13 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    # The process becomes node serve.mjs: a SIGTERM (not only Ctrl+C) then stops the server itself.
+    cmd = serve_command(args.bundle, args.port)
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)
+
+
 def cmd_retrain(args) -> int:
     from pathlib import Path
 
@@ -451,7 +471,7 @@ def cmd_passes(args) -> int:
     return 0
 
 
-COMMANDS = {"convert": cmd_convert, "export": cmd_export, "predict": cmd_predict, "verify": cmd_verify,
+COMMANDS = {"convert": cmd_convert, "export": cmd_export, "predict": cmd_predict, "serve": cmd_serve, "verify": cmd_verify,
             "retrain": cmd_retrain, "inspect": cmd_inspect, "passes": cmd_passes}
 
 

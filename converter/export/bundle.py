@@ -6,7 +6,9 @@ A bundle folder holds::
     metadata.json                   labels, inputs (layout, preprocessing), outputs (meaning), provenance
     predict.mjs, runtime.mjs        Node.js: `node predict.mjs cat.jpg` prints the top-k labels
     preprocess.mjs                  preprocessing shared by Node.js and the browser
-    index.html, classify.mjs        a page that classifies a picked image, offline
+    index.html, classify.mjs        a page that classifies images and the webcam, offline (teach.mjs,
+                                    bundle_writer.mjs: teaching, in a tfjs-transfer folder)
+    serve.mjs                       `node serve.mjs`: the page served cross-origin isolated (wasm threads)
     vendor/                         TF.js and its wasm backend for the page (no CDN)
     package.json                    the Node.js dependencies of predict.mjs, pinned
 
@@ -29,6 +31,8 @@ from converter.runtimes.node import js_file, node_modules_dir
 from converter.runtimes.tfjs_support import needs_execute_async
 
 TEMPLATES = Path(__file__).parent / "templates"
+# The page (classify, webcam, teach in a tfjs-transfer folder) and its server (COOP/COEP for wasm threads).
+PAGE_FILES = ("index.html", "classify.mjs", "preprocess.mjs", "teach.mjs", "bundle_writer.mjs", "serve.mjs")
 _VENDOR = {
     "@tensorflow/tfjs/dist/tf.es2017.min.js": "tf.es2017.min.js",
     "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.es2017.min.js": "tf-backend-wasm.es2017.min.js",
@@ -93,7 +97,7 @@ def write_bundle_files(bundle_dir: Path, meta: dict) -> None:
     """Write metadata.json, the Node.js and browser files, and vendor/ into ``bundle_dir``."""
     bundle_dir = Path(bundle_dir)
     (bundle_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-    for name in ("predict.mjs", "decode.mjs", "preprocess.mjs", "index.html", "classify.mjs"):
+    for name in PAGE_FILES + ("predict.mjs", "decode.mjs"):
         shutil.copyfile(TEMPLATES / name, bundle_dir / name)
     shutil.copyfile(js_file("runtime.mjs"), bundle_dir / "runtime.mjs")
     vendor = bundle_dir / "vendor"

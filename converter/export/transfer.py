@@ -15,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from converter.export.bundle import TEMPLATES, write_tfjs_bundle
+from converter.export.bundle import PAGE_FILES, TEMPLATES, write_tfjs_bundle
 from converter.export.layers import keras_to_layers_model
 from converter.export.tfjs import ExportOptions
 from converter.runtimes.node import js_file
@@ -40,6 +40,13 @@ def write_transfer_example(folder: Path, labels: list[str]) -> None:
     package = json.loads((folder / "backbone" / "package.json").read_text())
     package["name"] = "transferjs-transfer"
     (folder / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+    # The teaching page: the bundle page, with TF.js from backbone/vendor/ (one copy of the wasm files).
+    for name in PAGE_FILES:
+        if name != "preprocess.mjs":
+            shutil.copyfile(TEMPLATES / name, folder / name)
+    page = (folder / "index.html").read_text().replace('src="vendor/', 'src="backbone/vendor/')
+    page = page.replace("<body>", '<body data-kind="transfer">', 1)
+    (folder / "index.html").write_text(page)
     feature_size = json.loads((folder / "backbone" / "metadata.json").read_text())["outputs"][0]["shape"][-1]
     readme = (TEMPLATES / "transfer_README.md").read_text()
     readme = readme.replace("FEATURE_SIZE", str(feature_size)).replace("LABELS", ", ".join(f"`{label}`" for label in labels))

@@ -5,6 +5,8 @@ Example:
     'tabby'
     >>> classify_in_browser("out/tfjs", "cat.jpg", "page.png")["top"][0]["index"]
     281
+    >>> serve_command("out/tfjs", port=8000)[1:]   # what `transferjs serve out/tfjs` runs
+    ['out/tfjs/serve.mjs', '--port', '8000', '--host', '127.0.0.1']
 """
 
 from __future__ import annotations
@@ -84,6 +86,42 @@ def classify_in_browser(bundle_dir, image, screenshot, url: str | None = None) -
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         raise NodeRuntimeError(f"browser_check.mjs failed: {proc.stderr.strip()[-2000:]}") from None
+    if "error" in result:
+        raise NodeRuntimeError(f"The page failed in Chromium: {result['error']} {result.get('pageErrors', '')}")
+    return result
+
+
+def serve_command(bundle_dir, port: int = 8000, host: str = "127.0.0.1") -> list[str]:
+    """The command that serves ``bundle_dir``'s page cross-origin isolated: ``node BUNDLE/serve.mjs``.
+
+    Raises:
+        InputError: the folder has no ``serve.mjs`` and ``index.html`` (not a bundle, or an older one).
+    """
+    folder = Path(bundle_dir)
+    missing = [n for n in ("serve.mjs", "index.html") if not (folder / n).is_file()]
+    if missing:
+        raise InputError(f"Expected a TF.js bundle folder with {' and '.join(missing)} (written by 'transferjs convert', "
+                         f"'export' or 'retrain'; a tfjs-transfer folder works too). Received: '{bundle_dir}'")
+    if not 0 <= port <= 65535:
+        raise InputError(f"Expected --port from 0 to 65535. Received: {port}")
+    return [node_executable(), str(folder / "serve.mjs"), "--port", str(port), "--host", host]
+
+
+def drive_page(plan: dict, workdir) -> dict:
+    """Run ``js/page_check.mjs`` with ``plan`` (see that file): the page driven in headless Chromium.
+
+    Raises:
+        NodeRuntimeError: the page failed to load or a step failed.
+    """
+    plan_file = Path(workdir) / "page-plan.json"
+    plan_file.write_text(json.dumps(plan))
+    env = {**_node_env(), "CHROMIUM": chromium_executable()}
+    proc = subprocess.run([node_executable(), str(js_dir() / "page_check.mjs"), str(plan_file)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise NodeRuntimeError(f"page_check.mjs failed: {proc.stderr.strip()[-2000:]}") from None
     if "error" in result:
         raise NodeRuntimeError(f"The page failed in Chromium: {result['error']} {result.get('pageErrors', '')}")
     return result
