@@ -151,7 +151,7 @@ def test_committed_runtime_answer_matches_the_installed_runtime():
 
 # Classes 4-7: each fixture converts, and TensorFlow and TF.js (wasm) both match the source.
 LAYOUT_AND_GRAPH_CASES = [
-    ("class4b_layout_ops_opset9", {"explicit_pre13_softmax": 2}),  # opset-9 Softmax/LogSoftmax over C*H*W
+    ("class4b_layout_ops_opset9", {"upgrade_old_opset": 1}),  # opset-9 Softmax/LogSoftmax over C*H*W, upgraded to opset 13
     ("class4c_layout_ops_opset13", {}),  # outputs sharing dtype and shape keep their names in TF.js
     ("class5_dynamic_hw", {}),  # ONNX [batch, 3, height, width]: H/W sized, batch kept dynamic
     ("class5b_dynamic_hw_pt2", {}),  # .pt2 with dynamic H/W: stays dynamic

@@ -354,7 +354,7 @@ class OnnxSource(SourceModel):
             try:
                 return self._convert(workdir / "dynamic", keep_layout, verbose, disabled_passes)
             except ConversionError as e:
-                reason = "onnx2tf could not convert it with dynamic input dims (" + str(e).splitlines()[0] + ")"
+                reason = "with dynamic input dims " + str(e).splitlines()[0].rstrip(":")
         fixed = fix_dynamic_dims(self.model, self.sample_shapes, reason, keep_batch=self.batch == "dynamic")
         self.details["fixed_input_shapes"] = fixed
         self.inputs, self._session = input_specs(self.model), None

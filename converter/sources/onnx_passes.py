@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
+
 
 def _shapes(model) -> dict[str, list]:
     import onnx
@@ -342,7 +344,7 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
+PASSES = [upgrade_old_opset, sanitize_node_names, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
 
 
 def run_passes(model, disabled=()):
