@@ -182,6 +182,30 @@ def test_class2_paddle_fpn_with_conv_transpose_and_a_dynamic_batch(tmp_path):
     _tfjs_matches_onnxruntime(tmp_path / "out", path, [{"x": rng.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)}])
 
 
+def test_class2_paddle_text_recogniser_with_feature_maps_of_height_1(tmp_path):
+    """[N, 3, 32, W] -> convs with stride (2, 1) to height 1 -> a conv on [N, C, 1, T] -> [N, T, classes], two widths."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(4)
+    inits = {"c1@w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "c2@w": rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2,
+             "c3@w": rng.standard_normal((24, 16, 1, 3)).astype(np.float32) * 0.2, "fc@w": rng.standard_normal((24, 12)).astype(np.float32) * 0.3}
+    nodes = [helper.make_node("Conv", ["x", "c1@w"], ["c1@0"], name="Conv@0", strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             *_hard_swish("c1@0", "a1@0", "HardSwish@0"),
+             helper.make_node("Conv", ["a1@0", "c2@w"], ["c2@0"], name="Conv@1", strides=[2, 1], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c2@0"], ["a2@0"], name="Relu@0"),
+             helper.make_node("MaxPool", ["a2@0"], ["p@0"], name="Pool@0", kernel_shape=[8, 1], strides=[8, 1]),
+             helper.make_node("Conv", ["p@0", "c3@w"], ["c3@0"], name="Conv@2", pads=[0, 1, 0, 1], kernel_shape=[1, 3]),
+             helper.make_node("Squeeze", ["c3@0"], ["sq@0"], name="Squeeze@0", axes=[2]),
+             helper.make_node("Transpose", ["sq@0"], ["seq@0"], name="Transpose@0", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["seq@0", "fc@w"], ["mm@0"], name="MatMul@0"),
+             helper.make_node("Softmax", ["mm@0"], ["probs"], name="Softmax@0", axis=2)]
+    path = _paddle_model(tmp_path / "rec.onnx", nodes, inits, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, "W"])],
+                         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", "T", 12])])
+    report = _convert(path, tmp_path / "out")
+    assert "fixed_input_shapes" not in report["source"]
+    _tfjs_matches_onnxruntime(tmp_path / "out", path, [{"x": rng.uniform(-1, 1, s).astype(np.float32)} for s in ((1, 3, 32, 40), (2, 3, 32, 64))])
+
+
 # ----------------------------------------------------------------------------- class 5
 
 
