@@ -88,6 +88,8 @@ def render(data: dict) -> str:
         f"onnx {v.get('onnx')}, torch {v.get('torch')}",
         f"- Options: {data['options']}",
         "- Command: `.venv/bin/python bench/failure_classes.py && .venv/bin/python bench/tfjs_support_doc.py`",
+        "- Real-world ONNX exports (issue 11: dynamic H/W kept, Paddle-style graphs, old model-zoo files, "
+        "failure messages): [real-world-onnx.md](real-world-onnx.md), from `tests/test_real_world_onnx.py`.",
         "",
         "Each case is a small model of `fixtures/failure_classes.py` built to show one class, converted by "
         "`converter.convert` with default options; a case converts when both parity checks pass (source vs "
