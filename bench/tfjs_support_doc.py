@@ -33,12 +33,13 @@ HOW = {
          "`restore_signature_keys` gives model.json's outputs (and inputs) their names back where tensorflowjs "
          "left tensor names (`Identity_1:0`) for tensors sharing dtype and shape. Flatten, Reshape and Concat "
          "after the layout switch were right already.",
-    "5": "ONNX: dynamic dims after the batch get a size from `--input-shape`, else the `--sample` file, else "
-         "224 x 224 for an image's height/width; the shape used is logged and recorded in report.json "
-         "(`source.fixed_input_shapes`); the batch stays dynamic. Any other dynamic dim: one error naming it. "
-         "onnx2tf converts dynamic height/width of this ONNX wrongly (its Resize scales only the width) and "
-         "parity would fail, hence the fixed size. `.pt2` programs keep dynamic height/width (parity verified); "
-         "the layout of such inputs (`[1, 3, None, None]` -> `[1, None, None, 3]`) is now read correctly.",
+    "5": "ONNX: dynamic dims stay dynamic (issue 11); the ONNX pass `static_reshape_targets` reads the batch "
+         "of a Reshape target at run time where height/width are dynamic, because onnx2tf filled a dynamic H*W "
+         "from the NHWC tensor's width. Only where onnx2tf needs static shapes (`ConvTranspose`, or a failed "
+         "dynamic conversion) do dims get a size: `--input-shape`, else the `--sample` file, else the model's "
+         "`metadata_props` (`imgsz`, …), else a batch of 1 when only the batch is dynamic; otherwise one error "
+         "naming the dims. The shape used is logged and recorded in report.json (`source.fixed_input_shapes`). "
+         "`.pt2` programs keep dynamic height/width too.",
     "6": "ONNX pass `constants_to_initializers`: scalar `Constant` nodes onnxsim leaves (an attention scale "
          "written as a Python float) become initializers, which onnx2tf keeps as tensors. int64 token ids are "
          "int32 in TF.js (metadata.json says so; the runtime narrows them).",
@@ -87,6 +88,8 @@ def render(data: dict) -> str:
         f"onnx {v.get('onnx')}, torch {v.get('torch')}",
         f"- Options: {data['options']}",
         "- Command: `.venv/bin/python bench/failure_classes.py && .venv/bin/python bench/tfjs_support_doc.py`",
+        "- Real-world ONNX exports (issue 11: dynamic H/W kept, Paddle-style graphs, old model-zoo files, "
+        "failure messages): [real-world-onnx.md](real-world-onnx.md), from `tests/test_real_world_onnx.py`.",
         "",
         "Each case is a small model of `fixtures/failure_classes.py` built to show one class, converted by "
         "`converter.convert` with default options; a case converts when both parity checks pass (source vs "

@@ -151,7 +151,7 @@ def test_committed_runtime_answer_matches_the_installed_runtime():
 
 # Classes 4-7: each fixture converts, and TensorFlow and TF.js (wasm) both match the source.
 LAYOUT_AND_GRAPH_CASES = [
-    ("class4b_layout_ops_opset9", {"explicit_pre13_softmax": 2}),  # opset-9 Softmax/LogSoftmax over C*H*W
+    ("class4b_layout_ops_opset9", {"upgrade_old_opset": 1}),  # opset-9 Softmax/LogSoftmax over C*H*W, upgraded to opset 13
     ("class4c_layout_ops_opset13", {}),  # outputs sharing dtype and shape keep their names in TF.js
     ("class5_dynamic_hw", {}),  # ONNX [batch, 3, height, width]: H/W sized, batch kept dynamic
     ("class5b_dynamic_hw_pt2", {}),  # .pt2 with dynamic H/W: stays dynamic
@@ -175,10 +175,9 @@ def test_layout_and_graph_classes_match_in_tfjs(tmp_path, builder, passes):
         assert parity["ok"] and all(o["shape_ok"] for o in parity["outputs"].values()), parity
     applied = result.report["source"].get("onnx_passes", {})
     assert {k: applied.get(k) for k in passes} == passes, applied
-    if builder == "class5_dynamic_hw":
-        fixed = result.report["source"]["fixed_input_shapes"]["image"]
-        assert fixed["shape"] == [-1, 3, 224, 224] and fixed["dynamic_dims"] == {"2": "height", "3": "width"}
-        assert result.model.inputs[0].shape == [None, 224, 224, 3]
+    if builder == "class5_dynamic_hw":  # H/W stay dynamic (issue 11: no silent 224)
+        assert "fixed_input_shapes" not in result.report["source"]
+        assert result.model.inputs[0].shape == [None, None, None, 3]
     if builder == "class5b_dynamic_hw_pt2":
         assert result.model.inputs[0].shape == [1, None, None, 3]
     if builder.startswith("class6"):
@@ -188,26 +187,26 @@ def test_layout_and_graph_classes_match_in_tfjs(tmp_path, builder, passes):
         assert bundle_meta["inputs"][0]["dtype"] == "int32"  # TF.js has no int64: JS callers pass Int32Array
 
 
-def test_dynamic_hw_sized_from_the_sample_file(tmp_path):
+def test_dynamic_hw_sized_from_the_sample_file_only_where_needed(tmp_path):
     import numpy as np
     import onnx
 
     import fixtures.failure_classes as fc
+    from converter.errors import ConversionError
     from converter.sources.onnx import load_onnx_source
+    from converter.sources.onnx_shapes import fix_dynamic_dims
 
     path, _, _ = fc.class5_dynamic_hw(tmp_path)
     np.savez(tmp_path / "sample.npz", image=np.zeros((1, 3, 40, 48), np.float32))
     source = load_onnx_source(path, sample_file=tmp_path / "sample.npz")
-    assert source.inputs[0].shape == [None, 3, 40, 48]
-    assert source.details["fixed_input_shapes"]["image"]["from"] == "the --sample file"
-    # A dynamic dim that is not an image's height or width: one error naming it.
+    assert source.inputs[0].shape == [None, 3, None, None]  # kept dynamic at load
+    fixed = fix_dynamic_dims(source.model, source.sample_shapes, "a test needs it")
+    assert fixed["image"]["shape"] == [1, 3, 40, 48] and fixed["image"]["from"] == "the --sample file"
+    # A dynamic dim with nothing to size it: one error naming it and the options.
     model = onnx.load(str(path))
     model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "channels"
-    onnx.save(model, str(tmp_path / "dyn_c.onnx"))
-    from converter.errors import InputError
-
-    with pytest.raises(InputError, match=r"image: dim 1 is dynamic \('channels'\)"):
-        load_onnx_source(tmp_path / "dyn_c.onnx")
+    with pytest.raises(ConversionError, match=r"image: dims 1 \('channels'\), 2 \('height'\), 3 \('width'\)[\s\S]*--input-shape image:"):
+        fix_dynamic_dims(model, None, "a test needs it")
 
 
 def test_pre13_softmax_pass_spells_out_the_2d_coercion():

@@ -21,7 +21,8 @@ from converter.model import TensorSpec
 from converter.sources.base import SourceModel, sanitize_names
 from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches
 from converter.sources.onnx_passes import run_passes
-from converter.sources.onnx_shapes import _ONNX_DTYPES, npz_shapes, set_input_shapes
+from converter.sources.onnx2tf_failure import explain_failure, keep_log
+from converter.sources.onnx_shapes import _ONNX_DTYPES, dynamic_dims, fix_dynamic_dims, npz_shapes, set_input_shapes, static_shape_nodes
 
 
 __all__ = ["read_onnx", "fold_constants", "onnx2tf_saved_model", "set_input_shapes", "load_onnx_source", "OnnxSource"]
@@ -166,7 +167,7 @@ def fold_constants(model):
     return simplified
 
 
-def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose: bool = False) -> Path:
+def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose: bool = False, log_stem: str = "model") -> Path:
     """Convert a (folded) ONNX model to a SavedModel with onnx2tf in a child process.
 
     Args:
@@ -174,12 +175,14 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
         workdir: a private folder: onnx2tf's working directory and output.
         keep_layout: keep NCHW image inputs instead of switching to NHWC.
         verbose: stream onnx2tf's own log.
+        log_stem: names the kept log of a failed run (``cache_root()/logs/onnx2tf-<stem>-….log``).
 
     Returns:
         The SavedModel folder onnx2tf wrote.
 
     Raises:
-        ConversionError: onnx2tf failed; the message holds the end of its log.
+        ConversionError: onnx2tf failed; the message names the node, its shapes, the
+            transferjs options that can help, and the kept full log.
     """
     import onnx
 
@@ -206,6 +209,10 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
     if keep_layout:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [i["name"] for i in graph_inputs(model)]
     kwargs.update(recurrent_onnx2tf_options(model))
+    # An empty replacement file: after an error onnx2tf otherwise searches parameter
+    # replacements for minutes, which rescued none of the real models measured.
+    (workdir / "no_replacements.json").write_text(json.dumps({"format_version": 1, "operations": []}))
+    kwargs["param_replacement_file"] = str(workdir / "no_replacements.json")
     req, res = workdir / "onnx2tf_request.json", workdir / "onnx2tf_result.json"
     req.write_text(json.dumps(kwargs))
     proc = subprocess.run(
@@ -220,11 +227,8 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
     (workdir / "onnx2tf.log").write_text(output)
     verdict = json.loads(res.read_text()) if res.exists() else {"ok": False, "error": f"exit status {proc.returncode}"}
     if not verdict["ok"] or not (out / "saved_model.pb").exists():
-        tail = "\n".join(_strip_ansi(output).strip().splitlines()[-15:])
-        raise ConversionError(
-            f"onnx2tf could not convert the model: {verdict.get('error')}\n"
-            f"Last lines of its log ({workdir / 'onnx2tf.log'}):\n{tail}"
-        )
+        kept = keep_log(output + "\n" + verdict.get("traceback", ""), log_stem)
+        raise ConversionError(explain_failure(model, verdict, output, kept, dynamic_dims(model)))
     log.debug("onnx2tf wrote %s", out)
     return out
 
@@ -253,12 +257,6 @@ def recurrent_onnx2tf_options(model) -> dict:
         return {}
     keep = [i["name"] for i in graph_inputs(model) if len(i["shape"]) <= 3]
     return {"enable_rnn_unroll": True, **({"keep_shape_absolutely_input_names": keep} if keep else {})}
-
-
-def _strip_ansi(text: str) -> str:
-    import re
-
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def index_input_ranges(model) -> dict[str, tuple[int, int]]:
@@ -301,31 +299,32 @@ def rename_io(model, mapping: dict[str, str]):
     return model
 
 
+def input_specs(model) -> list[TensorSpec]:
+    """The ``TensorSpec`` of each graph input (``None`` where a dim is dynamic)."""
+    ranges = index_input_ranges(model)
+    return [TensorSpec(name=i["name"], shape=i["shape"], dtype=i["dtype"], layout=image_layout(i["shape"], i["dtype"]),
+                       value_range=ranges.get(i["name"])) for i in graph_inputs(model)]
+
+
 class OnnxSource(SourceModel):
     """An ONNX model: runs in onnxruntime, converts through onnx2tf.
+
+    Dynamic input dims stay dynamic; when onnx2tf cannot convert the graph so (or it
+    holds ops that need static shapes), they are sized by ``fix_dynamic_dims`` from
+    ``sample_shapes`` or the model's metadata, and the conversion runs again.
 
     Example:
         >>> src = load_onnx_source("model.onnx")
         >>> src.run(samples)
     """
 
-    def __init__(self, model, path=None, fmt: str = "onnx", details: dict | None = None):
-        ranges = index_input_ranges(model)
-        inputs = [
-            TensorSpec(
-                name=i["name"],
-                shape=i["shape"],
-                dtype=i["dtype"],
-                layout=image_layout(i["shape"], i["dtype"]),
-                value_range=ranges.get(i["name"]),
-            )
-            for i in graph_inputs(model)
-        ]
+    def __init__(self, model, path=None, fmt: str = "onnx", details: dict | None = None, sample_shapes=None, batch="auto"):
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
         outputs = graph_outputs(model)
-        super().__init__(fmt, inputs, [o["name"] for o in outputs], path, {"opset": opset, **(details or {})},
+        super().__init__(fmt, input_specs(model), [o["name"] for o in outputs], path, {"opset": opset, **(details or {})},
                          runtime="onnxruntime", output_shapes={o["name"]: o["shape"] for o in outputs})
         self.model = model
+        self.sample_shapes, self.batch = sample_shapes, batch
         self._session = None
         self.converted_onnx = None  # the ONNX graph onnx2tf got, set by to_saved_model
         self.converted_names: dict[str, str] = {}
@@ -344,6 +343,24 @@ class OnnxSource(SourceModel):
         return [dict(zip(self.output_names, self._session.run(self.output_names, s))) for s in samples]
 
     def to_saved_model(self, workdir, keep_layout=False, verbose=False, disabled_passes=()):
+        workdir = Path(workdir)
+        static_nodes = static_shape_nodes(self.model)
+        reason = None
+        if not dynamic_dims(self.model):
+            return self._convert(workdir, keep_layout, verbose, disabled_passes)
+        if static_nodes:
+            reason = "onnx2tf converts " + ", ".join(static_nodes[:3]) + " only with static input shapes"
+        else:
+            try:
+                return self._convert(workdir / "dynamic", keep_layout, verbose, disabled_passes)
+            except ConversionError as e:
+                reason = "with dynamic input dims " + str(e).splitlines()[0].rstrip(":")
+        fixed = fix_dynamic_dims(self.model, self.sample_shapes, reason, keep_batch=self.batch == "dynamic")
+        self.details["fixed_input_shapes"] = fixed
+        self.inputs, self._session = input_specs(self.model), None
+        return self._convert(workdir / "static", keep_layout, verbose, disabled_passes)
+
+    def _convert(self, workdir, keep_layout, verbose, disabled_passes):
         import onnx
 
         names = [i.name for i in self.inputs] + self.output_names
@@ -358,7 +375,8 @@ class OnnxSource(SourceModel):
         if copied:
             self.details["onnx_passes"] = {**self.details["onnx_passes"], "copy_outer_initializers_into_branches": copied}
         self.converted_onnx, self.converted_names = model, mapping
-        raw = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose)
+        stem = self.path.stem if self.path else "model"
+        raw = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose, log_stem=stem)
 
         outputs = {f"output_{i}": mapping[name] for i, name in enumerate(self.output_names)}
         saved = rename_signature(raw, Path(workdir) / "renamed", outputs)
@@ -366,13 +384,12 @@ class OnnxSource(SourceModel):
 
 
 def load_onnx_source(path, input_shapes=None, batch: str = "auto", sample_file=None) -> OnnxSource:
-    """Read an ONNX file into an ``OnnxSource`` with static (or dynamic-batch) input shapes.
+    """Read an ONNX file into an ``OnnxSource``; ``--input-shape`` sizes are applied, other dynamic dims kept.
 
-    Dynamic dims after the batch are sized by ``set_input_shapes``; the report's
-    ``source.fixed_input_shapes`` says which shape was used and why.
+    The ``--sample`` file's shapes size the dynamic dims only if the graph needs static
+    shapes; the report's ``source.fixed_input_shapes`` then says which and why.
     """
     model = read_onnx(path)
     sample_shapes = npz_shapes(sample_file, graph_inputs(model)) if sample_file else None
-    model = set_input_shapes(model, input_shapes, batch, sample_shapes)
-    fixed = next((json.loads(p.value) for p in model.metadata_props if p.key == "transferjs.fixed_input_shapes"), None)
-    return OnnxSource(model, Path(path), details={"fixed_input_shapes": fixed} if fixed else None)
+    model = set_input_shapes(model, input_shapes, batch)
+    return OnnxSource(model, Path(path), sample_shapes=sample_shapes, batch=batch)

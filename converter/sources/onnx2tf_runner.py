@@ -6,7 +6,7 @@ directory. A child process with a working directory we prepared contains all
 of that: the parent gets a JSON verdict and the full log, and stays clean.
 
 REQ is a JSON file of ``onnx2tf.convert`` keyword arguments; RES receives
-``{"ok": bool, "error": str | None}``.
+``{"ok": bool, "error": str | None, "node": the ONNX node onnx2tf stopped at}``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def run(kwargs: dict) -> dict:
     except SystemExit as e:
         return {"ok": False, "error": f"onnx2tf exited with status {e.code}"}
     except Exception as e:  # any onnx2tf failure becomes a verdict for the parent
-        return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        return {"ok": False, "error": f"{type(e).__name__}: {e}", "node": getattr(e, "onnx_op_name", None),
+                "traceback": traceback.format_exc()}
     return {"ok": True, "error": None}
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
+
 
 def _shapes(model) -> dict[str, list]:
     import onnx
@@ -261,13 +263,14 @@ def static_reshape_targets(model) -> int:
     broadcast (YOLOv8's box decoding: "Dimensions must be equal ... [?,8,?] vs [1,64,2]").
     Known dims become numbers; a dynamic dim copied from the same position of the
     Reshape's input becomes 0; one other dynamic dim becomes -1; otherwise the
-    target stays as it is.
+    target stays as it is. With a dynamic height/width, the batch is read with
+    ``Gather(Shape(x), [0])`` instead of 0 (see ``_batch_from_shape``).
     """
     from onnx import numpy_helper
 
     shapes = _symbolic_shapes(model)
     count = 0
-    for node in model.graph.node:
+    for node in list(model.graph.node):
         if node.op_type != "Reshape" or len(node.input) < 2 or _const_value(model, node.input[1]) is not None:
             continue
         items = _shape_items(model, node.input[1], shapes)
@@ -293,10 +296,34 @@ def static_reshape_targets(model) -> int:
         if len(unknown) > 1 or (unknown and target.count(-1) > 1):
             continue
         name = (node.name or node.output[0]) + "/static_shape"
-        model.graph.initializer.append(numpy_helper.from_array(np.array(target, np.int64), name))
+        if 0 in target[1:] or (target[0] == 0 and not all(isinstance(d, int) for d in data[1:])):
+            if 0 in target[1:]:
+                continue  # a copied dynamic dim after the batch: onnx2tf reads it from the NHWC tensor
+            _batch_from_shape(model, node, target, name)
+        else:
+            model.graph.initializer.append(numpy_helper.from_array(np.array(target, np.int64), name))
         node.input[1] = name
         count += 1
     return count
+
+
+def _batch_from_shape(model, node, target: list, name: str) -> None:
+    """Write ``name = Concat(Gather(Shape(x), [0]), target[1:])``: the batch read at run time.
+
+    onnx2tf replaces every symbolic output dim of a Reshape whose target holds a 0 by
+    the dim at the same index of its (NHWC) input: right for the batch, wrong for a
+    dynamic height*width ([N, C, H*W] became [N, C, W]). Only the batch is read so.
+    """
+    from onnx import helper, numpy_helper
+
+    shape, index, batch, tail = name + "/input_shape", name + "/zero", name + "/batch", name + "/tail"
+    model.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), index))
+    model.graph.initializer.append(numpy_helper.from_array(np.array(target[1:], np.int64), tail))
+    at = list(model.graph.node).index(node)
+    for k, new in enumerate([helper.make_node("Shape", [node.input[0]], [shape], name=shape),
+                             helper.make_node("Gather", [shape, index], [batch], name=batch, axis=0),
+                             helper.make_node("Concat", [batch, tail], [name], name=name, axis=0)]):
+        model.graph.node.insert(at + k, new)
 
 
 def remove_dead_nodes(model) -> int:
@@ -317,7 +344,7 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
+PASSES = [upgrade_old_opset, sanitize_node_names, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
 
 
 def run_passes(model, disabled=()):

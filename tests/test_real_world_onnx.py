@@ -1,0 +1,259 @@
+"""Real-world ONNX classes (issue 11: 1, 2, 5, 6), each a small model built here, converted with no flags.
+
+Every fixture goes through ``transferjs convert`` (the CLI, as a user runs it) and is then
+run in TF.js (wasm, Node.js) and compared with onnxruntime, at two input sizes where the
+model's dims are dynamic.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+
+def _tfjs_matches_onnxruntime(out, onnx_path, inputs: list[dict], atol=1e-4):
+    """Run the bundle in ``out/tfjs`` in TF.js (wasm) on each input dict; compare with onnxruntime."""
+    import onnxruntime as ort
+
+    from converter.model import ConvertedModel
+    from converter.runtimes.tfjs_node import run_bundle
+    from converter.verify.parity import to_converted_inputs, to_source_outputs
+
+    model = ConvertedModel.load(out)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = to_source_outputs(model, run_bundle(out / "tfjs", to_converted_inputs(model, inputs)).samples)
+    for sample, outputs in zip(inputs, got):
+        names = [o.name for o in session.get_outputs()]
+        for name, want in zip(names, session.run(names, sample)):
+            assert outputs[name].shape == want.shape, (name, outputs[name].shape, want.shape)
+            np.testing.assert_allclose(outputs[name], want, atol=atol, rtol=1e-3)
+    return model
+
+
+def _convert(path, out, *args):
+    proc = run_cli("convert", path, "-o", out, *args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "report.json").read_text())
+
+
+# ----------------------------------------------------------------------------- class 1
+
+
+def _detector(path, **export):
+    """A detector neck in miniature: stride-4 backbone, FPN upsample to a lateral, a head flattened to [N, 6, H*W/4]."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Det(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 16, 3, 2, 1)
+            self.lat, self.head = nn.Conv2d(8, 16, 1), nn.Conv2d(16, 6, 1)
+
+        def forward(self, images):
+            a = F.relu(self.c1(images))
+            b = F.relu(self.c2(a))
+            p = F.interpolate(b, size=a.shape[2:], mode="nearest") + self.lat(a)
+            q = F.interpolate(p, scale_factor=2.0, mode="bilinear", align_corners=False)
+            return self.head(p).flatten(2), q.mean(dim=(2, 3))
+
+    torch.manual_seed(0)
+    torch.onnx.export(Det().eval(), torch.randn(1, 3, 32, 32), str(path), input_names=["images"], output_names=["boxes", "pooled"],
+                      opset_version=13, dynamo=False, **export)
+    return path
+
+
+def test_class1_dynamic_height_width_stay_dynamic_into_tfjs(tmp_path):
+    path = _detector(tmp_path / "det.onnx", dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                                          "boxes": {0: "batch", 2: "anchors"}, "pooled": {0: "batch"}})
+    report = _convert(path, tmp_path / "out")
+    assert "fixed_input_shapes" not in report["source"]  # no silent 224
+    assert report["source"]["onnx_passes"]["static_reshape_targets"] == 1
+    rng = np.random.default_rng(0)
+    sizes = [(1, 32, 48), (2, 64, 40)]
+    model = _tfjs_matches_onnxruntime(tmp_path / "out", path, [{"images": rng.uniform(-1, 1, (n, 3, h, w)).astype(np.float32)}
+                                                               for n, h, w in sizes])
+    assert model.inputs[0].shape == [None, None, None, 3]
+
+
+def test_class1_fixed_size_comes_from_the_models_metadata_when_a_graph_needs_one(tmp_path):
+    """A ConvTranspose needs static shapes: the size the exporter wrote (Ultralytics' ``imgsz``) is used."""
+    import onnx
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, 2)).eval()
+    torch.onnx.export(net, torch.randn(1, 3, 32, 32), str(tmp_path / "m.onnx"), input_names=["images"], output_names=["up"],
+                      opset_version=13, dynamo=False, dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}})
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    model.graph.node[-1].name = "up/ConvTranspose"
+    rng = np.random.default_rng(1)
+    model.metadata_props.add(key="imgsz", value="[24, 40]")
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    report = _convert(tmp_path / "m.onnx", tmp_path / "out")
+    fixed = report["source"]["fixed_input_shapes"]["images"]
+    assert fixed["shape"] == [1, 3, 24, 40] and "metadata_props 'imgsz'" in fixed["from"] and "ConvTranspose" in fixed["why"]
+    _tfjs_matches_onnxruntime(tmp_path / "out", tmp_path / "m.onnx", [{"images": rng.uniform(-1, 1, (1, 3, 24, 40)).astype(np.float32)}])
+    # Without metadata, sample or --input-shape: refused, naming the dims and the options.
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "bare.onnx"))
+    proc = run_cli("convert", tmp_path / "bare.onnx", "-o", tmp_path / "bare")
+    assert proc.returncode == 3, proc.stderr
+    assert "ConvTranspose 'up/ConvTranspose' only with static input shapes" in proc.stderr
+    assert "images: dims 2 ('height'), 3 ('width')" in proc.stderr and "--input-shape images:" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- class 2
+
+
+def _paddle_model(path, nodes, inits, inputs, outputs):
+    """Save a Paddle-style graph (opset 11, ``@`` in node and tensor names)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(v, k) for k, v in inits.items()]
+    graph = helper.make_graph(nodes, "paddle", inputs, outputs, initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], producer_name="PaddlePaddle"), str(path))
+    return path
+
+
+def _hard_swish(x, out, name):
+    """Paddle's hard-swish at opset 11: x * HardSigmoid(x, 1/6, 0.5)."""
+    from onnx import helper
+
+    return [helper.make_node("HardSigmoid", [x], [out + "@hs"], name=name + "@hs", alpha=1 / 6, beta=0.5),
+            helper.make_node("Mul", [x, out + "@hs"], [out], name=name + "@mul")]
+
+
+def test_class2_paddle_classifier_with_at_names_and_a_shape_slice_concat_flatten(tmp_path):
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(2)
+    inits = {"conv@w": rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.3, "fc@w": rng.standard_normal((16, 10)).astype(np.float32) * 0.3,
+             "fc@b": rng.standard_normal(10).astype(np.float32), "zero": np.array([0], np.int64), "one": np.array([1], np.int64),
+             "minus1": np.array([-1], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "conv@w"], ["conv@0"], name="Conv@0", strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             *_hard_swish("conv@0", "act@0", "HardSwish@0"),
+             helper.make_node("GlobalAveragePool", ["act@0"], ["pool@0"], name="Pool@0"),
+             helper.make_node("Shape", ["pool@0"], ["shape@0"], name="Shape@0"),
+             helper.make_node("Slice", ["shape@0", "zero", "one"], ["batch@0"], name="Slice@0"),
+             helper.make_node("Concat", ["batch@0", "minus1"], ["target@0"], name="Concat@0", axis=0),
+             helper.make_node("Reshape", ["pool@0", "target@0"], ["flat@0"], name="Reshape@0"),
+             helper.make_node("MatMul", ["flat@0", "fc@w"], ["mm@0"], name="MatMul@0"),
+             helper.make_node("Add", ["mm@0", "fc@b"], ["logits@0"], name="Add@0"),
+             helper.make_node("Softmax", ["logits@0"], ["probs"], name="Softmax@0", axis=1)]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, -1, -1])
+    x.type.tensor_type.shape.dim[0].dim_param, x.type.tensor_type.shape.dim[2].dim_param = "N", "H"
+    x.type.tensor_type.shape.dim[3].dim_param = "W"
+    path = _paddle_model(tmp_path / "cls.onnx", nodes, inits, [x], [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])])
+    report = _convert(path, tmp_path / "out")
+    assert report["source"]["onnx_passes"]["sanitize_node_names"] >= 10
+    _tfjs_matches_onnxruntime(tmp_path / "out", path, [{"x": rng.uniform(-1, 1, s).astype(np.float32)} for s in ((1, 3, 24, 24), (3, 3, 32, 48))])
+
+
+def test_class2_paddle_fpn_with_conv_transpose_and_a_dynamic_batch(tmp_path):
+    """ConvTranspose with a dynamic batch: converted with a batch of 1 (said in the report), matching in TF.js."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    inits = {"c1@w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "c2@w": rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2,
+             "up@w": rng.standard_normal((16, 8, 2, 2)).astype(np.float32) * 0.2, "up@b": rng.standard_normal(8).astype(np.float32),
+             "head@w": rng.standard_normal((1, 16, 1, 1)).astype(np.float32) * 0.3}
+    conv = dict(pads=[1, 1, 1, 1], kernel_shape=[3, 3])
+    nodes = [helper.make_node("Conv", ["x", "c1@w"], ["c1@0"], name="Conv@0", strides=[2, 2], **conv),
+             helper.make_node("Relu", ["c1@0"], ["r1@0"], name="Relu@0"),
+             helper.make_node("Conv", ["r1@0", "c2@w"], ["c2@0"], name="Conv@1", strides=[2, 2], **conv),
+             *_hard_swish("c2@0", "r2@0", "HardSwish@1"),
+             helper.make_node("ConvTranspose", ["r2@0", "up@w", "up@b"], ["up@0"], name="ConvTranspose@0", strides=[2, 2], kernel_shape=[2, 2]),
+             helper.make_node("Concat", ["up@0", "r1@0"], ["fpn@0"], name="Concat@0", axis=1),
+             helper.make_node("Conv", ["fpn@0", "head@w"], ["head@0"], name="Conv@2", kernel_shape=[1, 1]),
+             helper.make_node("Sigmoid", ["head@0"], ["maps"], name="Sigmoid@0")]
+    path = _paddle_model(tmp_path / "det.onnx", nodes, inits, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                         [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", 1, 16, 16])])
+    report = _convert(path, tmp_path / "out")
+    fixed = report["source"]["fixed_input_shapes"]["x"]
+    assert fixed["shape"] == [1, 3, 32, 32] and fixed["from"] == "a batch of 1" and "ConvTranspose" in fixed["why"]
+    _tfjs_matches_onnxruntime(tmp_path / "out", path, [{"x": rng.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)}])
+
+
+def test_class2_paddle_text_recogniser_with_feature_maps_of_height_1(tmp_path):
+    """[N, 3, 32, W] -> convs with stride (2, 1) to height 1 -> a conv on [N, C, 1, T] -> [N, T, classes], two widths."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(4)
+    inits = {"c1@w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "c2@w": rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2,
+             "c3@w": rng.standard_normal((24, 16, 1, 3)).astype(np.float32) * 0.2, "fc@w": rng.standard_normal((24, 12)).astype(np.float32) * 0.3}
+    nodes = [helper.make_node("Conv", ["x", "c1@w"], ["c1@0"], name="Conv@0", strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             *_hard_swish("c1@0", "a1@0", "HardSwish@0"),
+             helper.make_node("Conv", ["a1@0", "c2@w"], ["c2@0"], name="Conv@1", strides=[2, 1], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c2@0"], ["a2@0"], name="Relu@0"),
+             helper.make_node("MaxPool", ["a2@0"], ["p@0"], name="Pool@0", kernel_shape=[8, 1], strides=[8, 1]),
+             helper.make_node("Conv", ["p@0", "c3@w"], ["c3@0"], name="Conv@2", pads=[0, 1, 0, 1], kernel_shape=[1, 3]),
+             helper.make_node("Squeeze", ["c3@0"], ["sq@0"], name="Squeeze@0", axes=[2]),
+             helper.make_node("Transpose", ["sq@0"], ["seq@0"], name="Transpose@0", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["seq@0", "fc@w"], ["mm@0"], name="MatMul@0"),
+             helper.make_node("Softmax", ["mm@0"], ["probs"], name="Softmax@0", axis=2)]
+    path = _paddle_model(tmp_path / "rec.onnx", nodes, inits, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, "W"])],
+                         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", "T", 12])])
+    report = _convert(path, tmp_path / "out")
+    assert "fixed_input_shapes" not in report["source"]
+    _tfjs_matches_onnxruntime(tmp_path / "out", path, [{"x": rng.uniform(-1, 1, s).astype(np.float32)} for s in ((1, 3, 32, 40), (2, 3, 32, 64))])
+
+
+# ----------------------------------------------------------------------------- class 5
+
+
+def test_class5_old_model_zoo_classifier_ir3_opset9_softmax_on_1x1000x1x1(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    w, b = rng.standard_normal((1000, 3, 3, 3)).astype(np.float32) * 0.5, rng.standard_normal(1000).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["data_0", "conv_w_0", "conv_b_0"], ["conv_1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv_1"], ["relu_1"]),
+             helper.make_node("GlobalAveragePool", ["relu_1"], ["pool_1"]),
+             helper.make_node("Softmax", ["pool_1"], ["softmaxout_1"])]
+    # IR 3: the weights are graph inputs as well as initializers.
+    inputs = [helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [1, 3, 16, 16]),
+              helper.make_tensor_value_info("conv_w_0", TensorProto.FLOAT, list(w.shape)),
+              helper.make_tensor_value_info("conv_b_0", TensorProto.FLOAT, list(b.shape))]
+    graph = helper.make_graph(nodes, "zoo", inputs, [helper.make_tensor_value_info("softmaxout_1", TensorProto.FLOAT, [1, 1000, 1, 1])],
+                              initializer=[numpy_helper.from_array(w, "conv_w_0"), numpy_helper.from_array(b, "conv_b_0")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
+    onnx.save(model, str(tmp_path / "zoo.onnx"))
+    report = _convert(tmp_path / "zoo.onnx", tmp_path / "out")
+    assert report["source"]["opset"] == 9 and report["source"]["onnx_passes"]["upgrade_old_opset"] == 1
+    assert [i["name"] for i in report["model"]["inputs"]] == ["data_0"]  # weights listed as inputs are not inputs
+    x = rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
+    _tfjs_matches_onnxruntime(tmp_path / "out", tmp_path / "zoo.onnx", [{"data_0": x}], atol=1e-6)
+    (probs,) = __import__("onnxruntime").InferenceSession(str(tmp_path / "zoo.onnx")).run(None, {"data_0": x})
+    assert probs.max() < 0.5  # a real distribution over 1000 classes, not all ones
+
+
+# ----------------------------------------------------------------------------- class 6
+
+
+def test_class6_failure_names_the_node_in_transferjs_terms_and_keeps_the_full_log(tmp_path):
+    """With the name pass disabled, onnx2tf stops at Paddle's '@' names: the message says where and what helps."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("Conv", ["x", "w@0"], ["c@0"], name="Conv@0", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Softmax", ["c@0"], ["y"], name="Softmax@0", axis=1)]
+    path = _paddle_model(tmp_path / "bad.onnx", nodes, {"w@0": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)},
+                         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])])
+    proc = run_cli("convert", path, "-o", tmp_path / "out", "--disable-pass", "sanitize_node_names", env={"TRANSFERJS_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    err = proc.stderr
+    assert "onnx2tf could not convert node '" in err and "What can help" in err and "--disable-pass" in err
+    for advice in ("-b or -ois", "-kt or -kat", "-onwdt", "Read this and deal with it"):
+        assert advice not in err
+    log_path = err.split("Full onnx2tf log: ")[1].split()[0]
+    assert log_path.startswith(str(tmp_path / "cache" / "logs")) and "not a valid scope name" in open(log_path).read()
+    assert not (tmp_path / "out").exists()
