@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,12 @@ def verify_bundle(path, bundle=None, model_dir=None, samples: int = 3, backend: 
     else:
         bundle_dir, model_dir = path, Path(model_dir or path.parent)
     model = ConvertedModel.load(model_dir)
-    return tensorflow_vs_tfjs(model, bundle_dir, samples=samples, backend=backend, sample_file=sample_file)
+    # A quantized bundle is judged by its mode's rule (metadata.json says which mode wrote it).
+    meta = bundle_dir / "metadata.json"
+    quantization = json.loads(meta.read_text()).get("quantization") if meta.is_file() else None
+    mode = quantization.get("mode") if isinstance(quantization, dict) else quantization
+    return tensorflow_vs_tfjs(model, bundle_dir, samples=samples, backend=backend, sample_file=sample_file,
+                              tolerance=tolerance_for(mode))
 
 
 def pass_pipelines() -> dict[str, list]:

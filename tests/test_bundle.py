@@ -119,7 +119,9 @@ def test_uint8_bundle_keeps_fragile_weights_in_float16_and_the_top_label_on_phot
     # Per-tensor uint8 ruins depthwise and BN-folded kernels (top-1 kept on 26 % of real
     # images); those stay float16, so the bundle lands between a uint8 and a float16 one.
     assert 0.25 < ratio < 0.45, proc.stdout
-    assert "top-1 agreement 100% on 4 sample(s)" in proc.stdout  # 3 random + the 2-photo batch file
+    # Judged as probabilities (softmax of the logits), top-1 on the decisive rows of the
+    # 3 random samples + the 2-photo batch file.
+    assert "max probability change" in proc.stdout and "top-1 agreement 100%" in proc.stdout, proc.stdout
     meta = json.loads((tmp_path / "b8" / "metadata.json").read_text())
     assert meta["quantization"]["mode"] == "uint8"
     kinds = meta["quantization"]["weights"]
@@ -170,3 +172,29 @@ def test_uint16_export_stores_weights_in_16_bits_and_matches_in_tfjs(tiny_conver
     # Really quantized: TF.js differs from float32 TensorFlow by more than float32 kernels would.
     worst = max(o.max_abs for o in result.parity.outputs.values())
     assert worst > 1e-6
+
+
+def test_quantized_parity_judges_probabilities_counts_decisive_rows_and_can_fail():
+    from converter.verify.compare import compare
+    from converter.verify.tolerance import TOLERANCES
+
+    rule, rng = TOLERANCES["uint8"], np.random.default_rng(0)
+    logits = rng.normal(size=(6, 10))
+    logits[:4, 3] += 6  # four decisive rows; two near-tied ones, whose top-1 is noise
+    logits[4:] *= 0.01
+    features = np.zeros((6, 4))  # an exactly-zero reference: no inf x 0 = NaN
+    ref = [{"logits": logits, "features": features}]
+    meanings = {"logits": "logits", "features": "features"}
+    noisy = logits + rng.normal(scale=0.02, size=logits.shape)
+    noisy[4:] = noisy[4:, ::-1]  # swap the near-tied rows' labels: not judged
+    ok = compare("tensorflow", ref, "tfjs-wasm", [{"logits": noisy, "features": features}], rule, meanings)
+    assert ok.ok, ok.failure_message()
+    o = ok.outputs["logits"]
+    assert o.top1_counted == 4 and o.top1_agreement == 1.0 and o.max_prob_change <= rule.max_prob_change
+    assert "4 of 6 row(s)" in o.note
+
+    broken = logits.copy()
+    broken[:, 3] -= 6  # a quantization bug that moves the class
+    bad = compare("tensorflow", ref, "tfjs-wasm", [{"logits": broken, "features": features + 0.5}], rule, meanings)
+    assert not bad.ok and {o.name for o in bad.failures()} == {"logits", "features"}
+    assert "probability change <= 0.1" in bad.failure_message() and "top-1 agreement 0.0% on 4 row(s)" in bad.failure_message()

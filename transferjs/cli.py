@@ -318,7 +318,10 @@ def cmd_export(args) -> int:
         p = result.parity
         for name, o in p.outputs.items():
             top1 = f", top-1 agreement {o.top1_agreement:.0%}" if o.top1_agreement is not None else ""
-            print(f"  parity tensorflow float32 -> {p.candidate}: {name} max abs {o.max_abs:.2g}{top1} on {p.samples} sample(s)")
+            top1 += f" on {o.top1_counted} row(s)" if o.top1_agreement is not None and o.top1_counted is not None else ""
+            prob = f", max probability change {o.max_prob_change:.2g}" if o.max_prob_change is not None else ""
+            print(f"  parity tensorflow float32 -> {p.candidate}: {name} max abs {o.max_abs:.2g}{prob}{top1} "
+                  f"on {p.samples} sample(s) {o.note}".rstrip())
     return 0
 
 
