@@ -204,7 +204,9 @@ def _preprocessing_args(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quantize", choices=["float16", "uint8", "uint16"], help="quantize weights in the TF.js bundle")
+    p.add_argument("--quantize", choices=["float16", "uint8", "uint8-per-tensor", "uint16"],
+                   help="quantize weights in the TF.js bundle (uint8: kernels 8-bit per output channel, the rest "
+                        "float16; uint8-per-tensor: tensorflowjs' one 8-bit range per tensor)")
     p.add_argument("--quantize-weights", action="append", default=[], metavar="PATTERN",
                    help="quantize only weights whose names match this glob (repeatable; default: all)")
     p.add_argument("--shard-size", type=int, default=4 * 1024 * 1024, metavar="BYTES", help="weight shard size (default 4 MiB)")
