@@ -190,13 +190,13 @@ def test_quantized_parity_judges_probabilities_counts_decisive_rows_and_can_fail
     assert ok.ok, ok.failure_message()
     o = ok.outputs["logits"]
     assert o.top1_counted == 4 and o.top1_agreement == 1.0 and o.max_prob_change <= rule.max_prob_change
-    assert "4 of 6 row(s)" in o.note
+    assert "4 of 6 row(s)" in o.note and "margin exceeds 0.3" in o.note
 
     broken = logits.copy()
     broken[:, 3] -= 6  # a quantization bug that moves the class
     bad = compare("tensorflow", ref, "tfjs-wasm", [{"logits": broken, "features": features + 0.5}], rule, meanings)
     assert not bad.ok and {o.name for o in bad.failures()} == {"logits", "features"}
-    assert "probability change <= 0.1" in bad.failure_message() and "top-1 agreement 0.0% on 4 row(s)" in bad.failure_message()
+    assert "probability change <= 0.15" in bad.failure_message() and "top-1 agreement 0.0% on 4 row(s)" in bad.failure_message()
 
 
 def _wide_channel_net():
@@ -270,5 +270,5 @@ def test_quantized_parity_fails_on_a_broken_per_channel_bundle(wide_channels, tm
         node["input"] = [i.removesuffix("/per_channel") if node["op"] != "Mul" else i for i in node.get("input", [])]
     model_json.write_text(json.dumps(model))
     report = verify_bundle(tmp_path / "u8", model_dir=wide_channels.directory)
-    assert not report.ok and report.tolerance.max_prob_change == 0.1
+    assert not report.ok and report.tolerance.max_prob_change == 0.15
     assert "softmax of the logits: max change" in report.failure_message()

@@ -112,36 +112,106 @@ def _scale_nodes(kernel: dict, name: str, shape: list) -> tuple[dict, dict]:
 def _float16_entry(spec: dict, raw: bytes) -> tuple[dict, bytes]:
     if spec["dtype"] != "float32" or "quantization" in spec:
         return spec, raw
-    values = np.frombuffer(raw, np.float32).astype(np.float16)
+    values = np.frombuffer(raw, np.float32)
+    if np.abs(values).max(initial=0) > 65000:  # beyond float16 (e.g. a bias divided by a tiny scale)
+        return spec, raw
+    values = values.astype(np.float16)
     return {**spec, "quantization": {"dtype": "float16", "original_dtype": "float32"}}, values.tobytes()
 
 
+_ELEMENTWISE = {"Add", "AddV2", "AddN", "Sub", "Mul", "BiasAdd", "Relu", "Relu6", "Sigmoid", "Tanh", "Elu", "Identity",
+                "FusedBatchNorm", "FusedBatchNormV3", "Maximum", "Minimum", "LeakyRelu", "Prelu"}
+_SIMPLE_ACTIVATIONS = {"Relu", "Relu6", "Sigmoid", "Tanh", "Elu"}
+
+
+def _fused_ops(node: dict) -> list[str]:
+    return [base64.b64decode(f).decode() for f in node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])]
+
+
 def _linear_bias(node: dict, specs: dict, uses: dict) -> str | None:
-    """The bias weight of a fused conv/matmul with no activation (``fused_ops=[BiasAdd]``), if only it reads it."""
-    fused = node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])
+    """The bias weight of a fused conv/matmul (``fused_ops=[BiasAdd, ...]``), if only that node reads it."""
     bias = node["input"][2].split(":")[0] if len(node.get("input", [])) > 2 else None
-    if [base64.b64decode(f).decode() for f in fused] != ["BiasAdd"] or bias not in specs or len(uses.get(bias, [])) != 1:
+    if not _fused_ops(node)[:1] == ["BiasAdd"] or bias not in specs or len(uses.get(bias, [])) != 1:
         return None
     return bias if specs[bias]["dtype"] == "float32" and len(specs[bias]["shape"]) == 1 else None
 
 
+def _movable_activation(node: dict, specs: dict, uses: dict) -> bool:
+    """``fused_ops=[BiasAdd, act]`` with an argument-free activation and its own bias weight."""
+    fused = _fused_ops(node)
+    return len(fused) == 2 and fused[1] in _SIMPLE_ACTIVATIONS and _linear_bias(node, specs, uses) is not None
+
+
+def _ints(attr: dict, key: str) -> list[int]:
+    return [int(i) for i in attr.get(key, {}).get("list", {}).get("i", [])]
+
+
+def spatial_sizes(nodes: list[dict], specs: dict, raw: dict) -> dict[str, int]:
+    """Output positions per image (H x W; 1 for matmuls) of the nodes whose size follows from
+    the NHWC placeholders through convolutions, pads and element-wise ops; others are absent."""
+    by_name, memo = {n["name"]: n for n in nodes}, {}
+
+    def hw(name: str):
+        name = name.split(":")[0]
+        if name in memo:
+            return memo[name]
+        memo[name] = None  # also guards against cycles
+        node, result = by_name.get(name), None
+        if node is None:
+            return None
+        op, attr, inputs = node["op"], node.get("attr", {}), [i for i in node.get("input", []) if not i.startswith("^")]
+        if op == "Placeholder":
+            dims = [int(d.get("size", -1)) for d in attr.get("shape", {}).get("shape", {}).get("dim", [])]
+            result = tuple(dims[1:3]) if len(dims) == 4 and min(dims[1:3]) > 0 else None
+        elif op in _KERNEL_OPS and "MatMul" in op:
+            result = (1, 1)
+        elif op in _KERNEL_OPS and hw(inputs[0]) and set(_ints(attr, "dilations") or [1]) == {1}:
+            (h, w), k = hw(inputs[0]), specs.get(inputs[1].split(":")[0], {}).get("shape")
+            stride, pad = (_ints(attr, "strides") or [1, 1, 1, 1])[1:3], base64.b64decode(attr.get("padding", {}).get("s", "")).decode()
+            if k and pad == "SAME":
+                result = (-(-h // stride[0]), -(-w // stride[1]))
+            elif k and pad == "VALID":
+                result = ((h - k[0]) // stride[0] + 1, (w - k[1]) // stride[1] + 1)
+        elif op in ("Pad", "PadV2", "MirrorPad") and hw(inputs[0]) and inputs[1] in raw:
+            pads = np.frombuffer(raw[inputs[1]], np.int32).reshape(-1, 2)
+            result = (hw(inputs[0])[0] + int(pads[1].sum()), hw(inputs[0])[1] + int(pads[2].sum())) if len(pads) == 4 else None
+        elif op in _ELEMENTWISE:
+            result = next((hw(i) for i in inputs if hw(i)), None)
+        memo[name] = result
+        return result
+
+    return {n["name"]: hw(n["name"])[0] * hw(n["name"])[1] for n in nodes if hw(n["name"])}
+
+
 def _plan(nodes: list[dict], entries: list) -> dict[str, tuple[np.ndarray, dict | None, str | None]]:
-    """``{kernel: (scale, node whose bias absorbs it or None, that bias)}`` for kernels worth 8 bits."""
+    """``{kernel: (scale, node whose output is rescaled or None, its bias or None)}`` for kernels worth 8 bits.
+
+    The scale is restored where that costs fewer multiplications per image: on the kernel
+    (its size) or on the node's output (positions x channels; twice that when the node's
+    activation has to move after the rescale). Unknown output size: on the kernel.
+    """
     specs = {w["name"]: w for w, _ in entries}
     raw = {w["name"]: r for w, r in entries}
     uses: dict[str, list] = {}
     for node in nodes:
         for inp in node.get("input", []):
             uses.setdefault(inp.split(":")[0], []).append(node)
-    names = {n["name"] for n in nodes}
+    names, positions = {n["name"] for n in nodes}, spatial_sizes(nodes, specs, raw)
     plan = {}
     for name, (op, transpose_b) in _kernels(nodes, specs).items():
-        if int(np.prod(specs[name]["shape"])) < MIN_KERNEL_ELEMENTS or name not in names:
+        size = int(np.prod(specs[name]["shape"]))
+        if size < MIN_KERNEL_ELEMENTS or name not in names:
             continue
         s = channel_scale(np.frombuffer(raw[name], np.float32).reshape(specs[name]["shape"]), op, transpose_b)
-        consumers = uses[name]
-        bias = _linear_bias(consumers[0], specs, uses) if len(consumers) == 1 and not transpose_b else None
-        plan[name] = (s, consumers[0] if bias else None, bias)
+        consumer = uses[name][0] if len(uses[name]) == 1 and not transpose_b else None
+        fused = _fused_ops(consumer) if consumer else None
+        bias = _linear_bias(consumer, specs, uses) if fused and fused[0] == "BiasAdd" else None
+        movable = fused == [] or (bias is not None and (len(fused) == 1 or _movable_activation(consumer, specs, uses)))
+        out_cost = positions.get(consumer["name"], 0) * s.size * (2 if fused and len(fused) > 1 else 1) if consumer else 0
+        if movable and 0 < out_cost < size:
+            plan[name] = (s, consumer, bias)
+        else:
+            plan[name] = (s, None, None)
     return plan
 
 
@@ -153,10 +223,14 @@ def _restore_scales(nodes: list[dict], plan: dict) -> list[dict]:
         shape = [int(s.size)] if folded is not None else list(s.shape)
         const, mul = _scale_nodes(by_name[name], name, shape)
         added.append(const)
-        if folded is not None:  # y = Mul(conv(x, W / s) + b / s, s): after the fused bias add
-            original = folded["name"]
+        if folded is not None:  # y = act(Mul(conv(x, W / s) + b / s, s)): after the fused bias add
+            original, fused = folded["name"], _fused_ops(folded)
             folded["name"] = original + "/unscaled"
             mul.update(name=original, input=[folded["name"], const["name"]])
+            if len(fused) == 2:  # the activation moves after the rescale
+                folded["attr"]["fused_ops"] = {"list": {"s": [base64.b64encode(b"BiasAdd").decode()]}}
+                mul["name"] = original + "/rescaled"
+                added.append({"name": original, "op": fused[1], "input": [mul["name"]], "attr": {"T": {"type": "DT_FLOAT"}}})
         else:  # the kernel itself: W = Mul(W / s, s), before the conv
             for node in nodes:
                 node["input"] = [name + PER_CHANNEL_SUFFIX if i in (name, name + ":0") else i for i in node.get("input", [])]
@@ -168,8 +242,8 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024) -> dict[
     """Rewrite a float32 TF.js graph model's weights: kernels per-channel uint8, the rest float16.
 
     Returns:
-        ``{"per_channel_uint8": kernels, "scale_after_bias_add": of those, restored after the
-        fused bias add, "float16": other tensors}``.
+        ``{"per_channel_uint8": kernels, "scale_on_output": of those, rescaled on the node's
+        output (after its bias add), "float16": other tensors}``.
     """
     bundle_dir = Path(bundle_dir)
     model_json = bundle_dir / "model.json"
@@ -178,7 +252,8 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024) -> dict[
     entries = _raw_weights(bundle_dir)
     plan = _plan(nodes, entries)
     bias_scale = {bias: s.reshape(-1) for s, _, bias in plan.values() if bias}
-    new_entries, counts = [], {"per_channel_uint8": len(plan), "scale_after_bias_add": len(bias_scale), "float16": 0}
+    on_output = sum(node is not None for _, node, _ in plan.values())
+    new_entries, counts = [], {"per_channel_uint8": len(plan), "scale_on_output": on_output, "float16": 0}
     for spec, raw in entries:
         name = spec["name"]
         if name in plan:
