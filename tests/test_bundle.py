@@ -124,7 +124,8 @@ def test_uint8_bundle_is_a_quarter_of_float32_and_keeps_the_top_label_on_photos(
     meta = json.loads((tmp_path / "b8" / "metadata.json").read_text())
     assert meta["quantization"]["mode"] == "uint8"
     stored = list(meta["quantization"]["tensors"].values())
-    assert stored.count("uint8 per output channel") > 50 and "float16" in stored and "float32" not in stored
+    # 44 conv/depthwise/matmul kernels; the rest float16 (a bias that b / s puts beyond float16 stays float32).
+    assert stored.count("uint8 per output channel") > 40 and stored.count("float16") > 40 and stored.count("float32") <= 4
 
 
 @pytest.mark.slow
