@@ -1,13 +1,21 @@
-"""Benchmark: TF.js bundle size and top-1 agreement per quantization mode, on real images.
+"""Benchmark: TF.js bundle size, top-1 agreement, probability change and wasm latency per quantization mode.
 
-    .venv/bin/python bench/quantization.py [--images 300] [--json bench/results/quantization.json]
+    .venv/bin/python bench/quantization.py [--images 300] [--rounds 3] [--repeat 20] [--mobilenet]
+                                           [--json bench/results/quantization.json]
 
-EfficientNet-Lite0 (ImageNet, real weights) is converted once; the float32, float16,
-uint16 and uint8 bundles are then run in TF.js (Node.js, wasm) on the same real
-images: the emoji artwork of the npm package emoji-datasource-google (64x64 PNG,
-composited onto white) and scikit-image's photos. Reported per mode: bundle bytes,
-ratio to float32, top-1 agreement with the float32 bundle, max |p - p_float32|.
-Goal (issue): uint8 <= 0.27 x float32 with top-1 agreement >= 99 %.
+EfficientNet-Lite0 (ImageNet, real weights, ``transferjs.demo``'s conversion) is exported
+as float32, float16, uint16, uint8 (per output channel) and uint8-per-tensor (tensorflowjs'
+one range per tensor, fragile tensors kept float16), and each bundle runs in TF.js (Node.js,
+wasm) on the same real images: ``--images`` emoji PNGs of the npm package
+emoji-datasource-google (64x64, composited onto white) plus scikit-image's 5 photos.
+Reported per mode: weight bytes and their ratio to float32, top-1 agreement with the
+float32 bundle (all images, and the decisive ones: top-1/top-2 margin above the uint8 rule's
+``decisive_margin``, 0.3), the largest
+change of any class probability, and the median wasm latency of batch 1 (``--rounds``
+rounds of ``--repeat`` timed runs after a warm-up, bundle order alternating per round).
+``--mobilenet`` adds a seeded random, batch-norm-calibrated MobileNetV2 (Keras
+architecture, converted from its PyTorch mirror) on the same images.
+Goal (issue 16): uint8 <= 0.26 x float32 weights, top-1 agreement >= 99.5 %, latency <= 1.05 x float32.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+MODES = (None, "float16", "uint16", "uint8", "uint8-per-tensor")
 
 
 def real_images(n: int) -> tuple[list[np.ndarray], list[str]]:
@@ -42,51 +51,96 @@ def real_images(n: int) -> tuple[list[np.ndarray], list[str]]:
     return images, names
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
+def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[dict]:
+    """Export ``model`` in every mode, run each bundle on ``x`` in TF.js wasm; one row per mode."""
+    from converter.export.bundle import write_tfjs_bundle
+    from converter.export.tfjs import ExportOptions
+    from converter.export.weights import float32_bytes, shard_bytes
+    from converter.runtimes.tfjs_node import run_bundle
+    from converter.verify.compare import softmax
+    from converter.verify.tolerance import TOLERANCES, decisive_margin
+
+    (inp,), (out,) = model.inputs, model.outputs
+    batches = [{inp.name: x[i : i + 32]} for i in range(0, len(x), 32)]
+    bundles, probs = {}, {}
+    for mode in MODES:
+        bundles[mode] = tmp / f"bundle-{mode or 'float32'}"
+        write_tfjs_bundle(model, bundles[mode], ExportOptions(quantize=mode))
+        outs = np.concatenate([o[out.name] for o in run_bundle(bundles[mode], batches, backend="wasm").samples])
+        probs[mode] = softmax(outs.astype(np.float64)) if out.meaning != "probabilities" else outs.astype(np.float64)
+    latency = {m: [] for m in MODES}
+    for r in range(rounds):
+        for mode in MODES if r % 2 == 0 else MODES[::-1]:
+            latency[mode] += run_bundle(bundles[mode], [{inp.name: x[:1]}], backend="wasm", repeat=repeat).latency_ms
+    ref = probs[None]
+    top2 = np.sort(ref, -1)[:, -2:]
+    decisive = top2[:, 1] - top2[:, 0] > decisive_margin(TOLERANCES["uint8"])
+    rows = []
+    for mode in MODES:
+        same = probs[mode].argmax(-1) == ref.argmax(-1)
+        rows.append({
+            "mode": mode or "float32", "weight_bytes": shard_bytes(bundles[mode]),
+            "ratio": shard_bytes(bundles[mode]) / float32_bytes(bundles[mode]),
+            "top1_agreement": float(np.mean(same)), "top1_agreement_decisive": float(np.mean(same[decisive])) if decisive.any() else None,
+            "decisive": int(decisive.sum()), "max_prob_diff": float(np.abs(probs[mode] - ref).max()),
+            "latency_ms_median": float(np.median(latency[mode])), "latency_ms_min": float(np.min(latency[mode])),
+            "latency_runs": len(latency[mode]),
+        })
+    for row in rows:  # the minimum: what the machine's other load added least to
+        row["latency_ratio"] = row["latency_ms_median"] / rows[0]["latency_ms_median"]
+        row["latency_min_ratio"] = row["latency_ms_min"] / rows[0]["latency_ms_min"]
+    return rows
+
+
+def table(title: str, rows: list[dict]) -> str:
+    lines = [title, "", "| weights | weights MB | × float32 | top-1 agreement (all / decisive) | max Δ probability "
+             "| wasm ms median (× float32); min (×) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['mode']} | {r['weight_bytes'] / 1e6:.2f} | {r['ratio']:.3f} | {r['top1_agreement']:.1%} / "
+                     f"{r['top1_agreement_decisive'] or 0:.1%} of {r['decisive']} | {r['max_prob_diff']:.4f} | "
+                     f"{r['latency_ms_median']:.1f} ({r['latency_ratio']:.2f}); min {r['latency_ms_min']:.1f} "
+                     f"({r['latency_min_ratio']:.2f}) |")
+    return "\n".join(lines)
+
+
+def _mobilenet(root: Path):
+    from converter import convert
+    from fixtures.mobilenet_v2_torch import from_keras, random_mobilenet_v2
+
+    import torch
+
+    module = from_keras(random_mobilenet_v2()).eval()
+    return convert(module, root / "mobilenet", example_inputs=(torch.zeros(1, 3, 224, 224),)).model
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=300, help="emoji images (plus 5 photos)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--mobilenet", action="store_true", help="also a random, BN-calibrated MobileNetV2")
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "quantization.json"))
     args = p.parse_args(argv)
 
-    from transferjs.demo import PREPROCESSING, run
-    from converter.export import write_tfjs_bundle
-    from converter.export.weights import float32_bytes, shard_bytes
-    from converter.export.tfjs import ExportOptions
     from converter.images import preprocess
     from transferjs.console import configure
-    from converter.runtimes.tfjs_node import run_bundle
+    from transferjs.demo import PREPROCESSING, run
 
     configure()
     t0 = time.perf_counter()
-    images, names = real_images(args.images)
-    x = preprocess(images, PREPROCESSING, "NHWC")
+    images, _ = real_images(args.images)
+    result = {"images": len(images), "emoji": args.images, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         model = run(Path(tmp) / "effnet")["result"].model
-        (inp,), (out,) = model.inputs, model.outputs
-        batches = [{inp.name: x[i : i + 32]} for i in range(0, len(x), 32)]
-        rows, probs = [], {}
-        for mode in (None, "float16", "uint16", "uint8"):
-            bundle = Path(tmp) / f"bundle-{mode or 'float32'}"
-            size = write_tfjs_bundle(model, bundle, ExportOptions(quantize=mode))["bytes"]
-            outs = run_bundle(bundle, batches, backend="wasm").samples
-            probs[mode] = softmax(np.concatenate([o[out.name] for o in outs]))
-            ref = probs[None]
-            rows.append({
-                "mode": mode or "float32", "bytes": size, "ratio": shard_bytes(bundle) / float32_bytes(bundle),
-                "top1_agreement": float(np.mean(probs[mode].argmax(-1) == ref.argmax(-1))),
-                "max_prob_diff": float(np.abs(probs[mode] - ref).max()),
-            })
-    result = {"images": len(images), "emoji": args.images, "seconds": round(time.perf_counter() - t0, 1), "modes": rows}
-    print(f"EfficientNet-Lite0, {len(images)} real images ({args.images} emoji PNGs + 5 photos), TF.js wasm\n")
-    print("| weights | bundle MB | × float32 | top-1 agreement with float32 | max abs Δ probability |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['mode']} | {r['bytes'] / 1e6:.2f} | {r['ratio']:.3f} | {r['top1_agreement']:.1%} | {r['max_prob_diff']:.4f} |")
+        x = preprocess(images, PREPROCESSING, "NHWC")
+        result["models"]["EfficientNet-Lite0"] = measure(model, x, Path(tmp), args.rounds, args.repeat)
+        if args.mobilenet:
+            (Path(tmp) / "mn").mkdir()  # same input: 224 x 224 in [-1, 1], MobileNetV2's range too
+            result["models"]["MobileNetV2 (random, BN-calibrated)"] = measure(_mobilenet(Path(tmp)), x, Path(tmp) / "mn",
+                                                                               args.rounds, args.repeat)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    for name, rows in result["models"].items():
+        print(table(f"{name}, {len(images)} real images ({args.images} emoji PNGs + 5 photos), TF.js wasm", rows) + "\n")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

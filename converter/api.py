@@ -102,7 +102,12 @@ def verify_bundle(path, bundle=None, model_dir=None, samples: int = 3, backend: 
         bundle_dir, model_dir = path, Path(model_dir or path.parent)
     check_bundle_files(bundle_dir)
     model = ConvertedModel.load(model_dir)
-    return tensorflow_vs_tfjs(model, bundle_dir, samples=samples, backend=backend, sample_file=sample_file)
+    # A quantized bundle is judged by its mode's rule (metadata.json says which mode wrote it).
+    meta = bundle_dir / "metadata.json"
+    quantization = json.loads(meta.read_text()).get("quantization") if meta.is_file() else None
+    mode = quantization.get("mode") if isinstance(quantization, dict) else quantization
+    return tensorflow_vs_tfjs(model, bundle_dir, samples=samples, backend=backend, sample_file=sample_file,
+                              tolerance=tolerance_for(mode))
 
 
 def check_bundle_files(bundle_dir) -> None:

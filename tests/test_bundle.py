@@ -106,7 +106,7 @@ def test_damaged_bundle_gives_an_error_naming_the_file(tiny_converted, tmp_path,
 
 
 @pytest.mark.slow
-def test_uint8_bundle_keeps_fragile_weights_in_float16_and_the_top_label_on_photos(effnet, photos, tmp_path):
+def test_uint8_bundle_is_a_quarter_of_float32_and_keeps_the_top_label_on_photos(effnet, photos, tmp_path):
     from transferjs.demo import PREPROCESSING
     from converter.images import load_rgb, preprocess
 
@@ -116,14 +116,16 @@ def test_uint8_bundle_keeps_fragile_weights_in_float16_and_the_top_label_on_phot
                    "--sample", tmp_path / "photos.npz")
     assert proc.returncode == 0, proc.stderr
     ratio = float(proc.stdout.split("(")[1].split(" x float32 weights")[0])
-    # Per-tensor uint8 ruins depthwise and BN-folded kernels (top-1 kept on 26 % of real
-    # images); those stay float16, so the bundle lands between a uint8 and a float16 one.
-    assert 0.25 < ratio < 0.45, proc.stdout
-    assert "top-1 agreement 100% on 4 sample(s)" in proc.stdout  # 3 random + the 2-photo batch file
+    # Kernels 8-bit per output channel; biases, scales and small kernels float16.
+    assert 0.24 < ratio < 0.27, proc.stdout
+    # Judged as probabilities (softmax of the logits), top-1 on the decisive rows of the
+    # 3 random samples + the 2-photo batch file.
+    assert "max probability change" in proc.stdout and "top-1 agreement 100%" in proc.stdout, proc.stdout
     meta = json.loads((tmp_path / "b8" / "metadata.json").read_text())
     assert meta["quantization"]["mode"] == "uint8"
-    kinds = meta["quantization"]["weights"]
-    assert kinds["uint8"] > 0 and kinds["float16"] > 0
+    stored = list(meta["quantization"]["tensors"].values())
+    # 44 conv/depthwise/matmul kernels; the rest float16 (a bias that b / s puts beyond float16 stays float32).
+    assert stored.count("uint8 per output channel") > 40 and stored.count("float16") > 40 and stored.count("float32") <= 4
 
 
 @pytest.mark.slow
@@ -170,3 +172,104 @@ def test_uint16_export_stores_weights_in_16_bits_and_matches_in_tfjs(tiny_conver
     # Really quantized: TF.js differs from float32 TensorFlow by more than float32 kernels would.
     worst = max(o.max_abs for o in result.parity.outputs.values())
     assert worst > 1e-6
+
+
+def test_quantized_parity_judges_probabilities_counts_decisive_rows_and_can_fail():
+    from converter.verify.compare import compare
+    from converter.verify.tolerance import TOLERANCES
+
+    rule, rng = TOLERANCES["uint8"], np.random.default_rng(0)
+    logits = rng.normal(size=(6, 10))
+    logits[:4, 3] += 6  # four decisive rows; two near-tied ones, whose top-1 is noise
+    logits[4:] *= 0.01
+    features = np.zeros((6, 4))  # an exactly-zero reference: no inf x 0 = NaN
+    ref = [{"logits": logits, "features": features}]
+    meanings = {"logits": "logits", "features": "features"}
+    noisy = logits + rng.normal(scale=0.02, size=logits.shape)
+    noisy[4:] = noisy[4:, ::-1]  # swap the near-tied rows' labels: not judged
+    ok = compare("tensorflow", ref, "tfjs-wasm", [{"logits": noisy, "features": features}], rule, meanings)
+    assert ok.ok, ok.failure_message()
+    o = ok.outputs["logits"]
+    assert o.top1_counted == 4 and o.top1_agreement == 1.0 and o.max_prob_change <= rule.max_prob_change
+    assert "4 of 6 row(s)" in o.note and "margin exceeds 0.3" in o.note
+
+    broken = logits.copy()
+    broken[:, 3] -= 6  # a quantization bug that moves the class
+    bad = compare("tensorflow", ref, "tfjs-wasm", [{"logits": broken, "features": features + 0.5}], rule, meanings)
+    assert not bad.ok and {o.name for o in bad.failures()} == {"logits", "features"}
+    assert "probability change <= 0.15" in bad.failure_message() and "top-1 agreement 0.0% on 4 row(s)" in bad.failure_message()
+
+
+def _wide_channel_net():
+    """A small conv net whose second kernel's output channels differ in scale by 1000x (as after
+    batch norm folding); the classifier undoes the scales, so every channel counts."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    with torch.no_grad():
+        scale = torch.logspace(-3, 0, 64)[torch.randperm(64)]
+        net[2].weight.mul_(scale[:, None, None, None])
+        net[2].bias.mul_(scale)
+        net[6].weight.div_(scale[None, :] / 30)
+    return net.eval(), (torch.randn(1, 3, 32, 32),)
+
+
+@pytest.fixture(scope="module")
+def wide_channels(tmp_path_factory):
+    from converter import convert
+
+    net, example = _wide_channel_net()
+    return convert(net, tmp_path_factory.mktemp("wide") / "conv", example_inputs=example).model
+
+
+def _images(n: int = 64) -> np.ndarray:
+    """Inputs whose channel statistics vary from image to image (so the class does)."""
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(n, 32, 32, 3)) * rng.uniform(0.2, 3, (n, 1, 1, 3)) + rng.normal(size=(n, 1, 1, 3))).astype(np.float32)
+
+
+def test_per_channel_uint8_keeps_the_top_label_where_per_tensor_uint8_loses_it(wide_channels, tmp_path):
+    from converter.api import export
+    from converter.export.tfjs import ExportOptions
+    from converter.runtimes.tensorflow import run_saved_model
+    from converter.runtimes.tfjs_node import run_bundle
+    from converter.verify.compare import softmax
+
+    (inp,), (out,) = wide_channels.inputs, wide_channels.outputs
+    x = _images()
+    ref = softmax(run_saved_model(wide_channels.saved_model, [{inp.name: x}])[0][out.name].astype(np.float64))
+    new = export(wide_channels.directory, tmp_path / "u8", ExportOptions(quantize="uint8"))  # its own parity check passes
+    # tensorflowjs' uint8 on every weight (an explicit pattern: no float16 guard), one range per tensor.
+    old = export(wide_channels.directory, tmp_path / "pt", ExportOptions(quantize="uint8-per-tensor", quantize_patterns=("**",)),
+                 verify=False)
+    got = {}
+    for name in ("u8", "pt"):  # plain tf.loadGraphModel in Node.js, wasm backend
+        got[name] = softmax(run_bundle(tmp_path / name, [{inp.name: x}], backend="wasm").samples[0][out.name].astype(np.float64))
+    agree = {k: float(np.mean(v.argmax(-1) == ref.argmax(-1))) for k, v in got.items()}
+    change = {k: float(np.abs(v - ref).max()) for k, v in got.items()}
+    assert agree["u8"] == 1.0 and change["u8"] < 0.01, (agree, change)
+    assert agree["pt"] < 0.5 and change["pt"] > 0.3, (agree, change)
+    assert new.weight_bytes / new.float32_bytes < 0.3 and old.weight_bytes / old.float32_bytes < 0.26
+    tensors = json.loads((tmp_path / "u8" / "metadata.json").read_text())["quantization"]["tensors"]
+    assert list(tensors.values()).count("uint8 per output channel") == 1  # the 64-channel kernel; the rest is small
+    assert "float16" in tensors.values()
+
+
+def test_quantized_parity_fails_on_a_broken_per_channel_bundle(wide_channels, tmp_path):
+    from converter.api import export, verify_bundle
+    from converter.export.tfjs import ExportOptions
+
+    export(wide_channels.directory, tmp_path / "u8", ExportOptions(quantize="uint8"), verify=False)
+    assert verify_bundle(tmp_path / "u8", model_dir=wide_channels.directory).ok
+    # Break it: the convolution reads the stored kernel W / s without the scale that restores it.
+    model_json = tmp_path / "u8" / "model.json"
+    model = json.loads(model_json.read_text())
+    for node in model["modelTopology"]["node"]:
+        node["input"] = [i.removesuffix("/per_channel") if node["op"] != "Mul" else i for i in node.get("input", [])]
+    model_json.write_text(json.dumps(model))
+    report = verify_bundle(tmp_path / "u8", model_dir=wide_channels.directory)
+    assert not report.ok and report.tolerance.max_prob_change == 0.15
+    assert "softmax of the logits: max change" in report.failure_message()

@@ -316,4 +316,4 @@ def test_tf1_control_flow_is_refused_naming_its_nodes(tmp_path):
     model_json.write_text(json.dumps(data))
     with pytest.raises(UnsupportedOpsError, match="loop/Enter") as err:
         _import(model_json, tmp_path / "out", export=None)
-    assert err.value.exit_code == 2 and not (tmp_path / "out").exists()
+    assert err.value.exit_code == 3 and not (tmp_path / "out").exists()

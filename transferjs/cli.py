@@ -280,7 +280,9 @@ def _preprocessing_args(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quantize", choices=["float16", "uint8", "uint16"], help="quantize weights in the TF.js bundle")
+    p.add_argument("--quantize", choices=["float16", "uint8", "uint8-per-tensor", "uint16"],
+                   help="quantize weights in the TF.js bundle (uint8: kernels 8-bit per output channel, the rest "
+                        "float16; uint8-per-tensor: tensorflowjs' one 8-bit range per tensor)")
     p.add_argument("--quantize-weights", action="append", default=[], metavar="PATTERN",
                    help="quantize only weights whose names match this glob (repeatable; default: all)")
     p.add_argument("--shard-size", type=number(int, 1024, 2**31 - 1), default=4 * 1024 * 1024, metavar="BYTES",
@@ -376,7 +378,10 @@ def cmd_export(args) -> int:
         p = result.parity
         for name, o in p.outputs.items():
             top1 = f", top-1 agreement {o.top1_agreement:.0%}" if o.top1_agreement is not None else ""
-            print(f"  parity tensorflow float32 -> {p.candidate}: {name} max abs {o.max_abs:.2g}{top1} on {p.samples} sample(s)")
+            top1 += f" on {o.top1_counted} row(s)" if o.top1_agreement is not None and o.top1_counted is not None else ""
+            prob = f", max probability change {o.max_prob_change:.2g}" if o.max_prob_change is not None else ""
+            print(f"  parity tensorflow float32 -> {p.candidate}: {name} max abs {o.max_abs:.2g}{prob}{top1} "
+                  f"on {p.samples} sample(s) {o.note}".rstrip())
     return 0
 
 

@@ -169,7 +169,8 @@ def main(argv=None) -> int:
          f"{rep['runtime_check']['tfjs_accuracy']:.1%} / {rep['runtime_check']['saved_model_accuracy']:.1%} "
          f"({rep['runtime_check']['images']} images the scored model never trained on)"),
         ("held-out accuracy, raw-pixel baseline", f"{rep.get('baseline_raw_pixels_accuracy', float('nan')):.1%}"),
-        ("bundle size float32 / uint8", f"{f32_mb:.1f} MB / {uint8.bytes / 1e6:.1f} MB"),
+        ("bundle size float32 / uint8 (8-bit per output channel)",
+         f"{f32_mb:.1f} MB / {uint8.bytes / 1e6:.1f} MB ({uint8.weight_bytes / uint8.float32_bytes:.2f} x float32 weights)"),
         ("time: convert / data / features / head / fine-tune / TF.js check / export",
          f"{sum(d['result'].report['seconds'].values()):.0f} s / {seconds_data:.0f} s / "
          + " / ".join(f"{rep['seconds'].get(k, 0):.0f} s" for k in ("features", "train_head", "fine_tune", "runtime_check",

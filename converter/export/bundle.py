@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 from converter.export.tfjs import bundle_size, saved_model_to_graph_model
-from converter.export.weights import weight_dtypes
+from converter.export.weights import weight_dtypes, weight_storage
 from converter.model import Preprocessing
 from converter.runtimes.node import js_file, node_modules_dir
 from converter.runtimes.tfjs_support import needs_execute_async
@@ -83,9 +83,21 @@ def metadata(model, quantize: str | None, bundle_dir=None) -> dict:
         "executeAsync": bool(bundle_dir) and needs_execute_async(Path(bundle_dir) / "model.json"),
         "inputs": inputs,
         "outputs": outputs,
-        "quantization": {"mode": quantize, "weights": weight_dtypes(bundle_dir)} if quantize and bundle_dir else quantize,
+        "quantization": _quantization(quantize, bundle_dir),
         "source": {k: v for k, v in model.source.items() if k in ("format", "path", "sha256", "file_kind")},
     }
+
+
+def _quantization(quantize: str | None, bundle_dir) -> dict | str | None:
+    """The mode, how many tensors each storage has, and how each tensor is stored."""
+    if not (quantize and bundle_dir):
+        return quantize
+    tensors = weight_storage(bundle_dir)
+    weights = {**weight_dtypes(bundle_dir)}
+    per_channel = sum(v.endswith("per output channel") for v in tensors.values())
+    if per_channel:
+        weights["uint8 per output channel"] = per_channel
+    return {"mode": quantize, "weights": weights, "tensors": tensors}
 
 
 def _spatial(t) -> list | None:

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converter.errors import ConversionError, InputError, UnsupportedOpsError
+from converter.export.per_channel import quantize_per_channel
 from converter.export.quantization import guarded_uint8_map
 from converter.export.tensorflowjs_runner import convert_saved_model, onednn_enabled, run_in_child
 from converter.export.tfjs_ops import check_runtime_support
 from converter.export.tfjs_passes import apply_passes
 from converter.export.weights import shard_bytes
 
-QUANTIZE_MODES = ("float16", "uint8", "uint16")
+# uint8: per-output-channel 8-bit kernels (``per_channel``); uint8-per-tensor: tensorflowjs'
+# one range per tensor, where that keeps every channel (``quantization``), float16 elsewhere.
+QUANTIZE_MODES = ("float16", "uint8", "uint8-per-tensor", "uint16")
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,11 @@ class ExportOptions:
     """How to write the TF.js bundle.
 
     Args:
-        quantize: ``None`` (float32), ``"float16"``, ``"uint8"`` or ``"uint16"``.
-        quantize_patterns: weight-name glob patterns to quantize (default: all weights).
+        quantize: ``None`` (float32), ``"float16"``, ``"uint8"`` (kernels 8-bit per output
+            channel, the rest float16), ``"uint8-per-tensor"`` (tensorflowjs' 8-bit, one range
+            per tensor, where safe) or ``"uint16"``.
+        quantize_patterns: weight-name glob patterns to quantize (default: all weights; not
+            for ``"uint8"``, which chooses tensor by tensor).
         shard_size: bytes per weight shard file.
         signature: the SavedModel signature to export.
         disabled_passes: names of TF.js graph passes not to run (``transferjs passes`` lists them).
@@ -57,17 +63,22 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
         ConversionError: any other tensorflowjs failure.
     """
     out_dir = Path(out_dir)
-    qmap = {options.quantize: list(options.quantize_patterns)} if options.quantize else None
-    if options.quantize == "uint8" and tuple(options.quantize_patterns) == ("*",):
+    per_channel = options.quantize == "uint8"
+    qmap = {options.quantize: list(options.quantize_patterns)} if options.quantize and not per_channel else None
+    if options.quantize == "uint8-per-tensor" and tuple(options.quantize_patterns) == ("*",):
         with tempfile.TemporaryDirectory(prefix="transferjs-f32-") as f32:
             _tfjs_convert(saved_model_dir, f32, None, options)
             qmap = guarded_uint8_map(f32)
+    if qmap and "uint8-per-tensor" in qmap:
+        qmap["uint8"] = qmap.pop("uint8-per-tensor")
     _tfjs_convert(saved_model_dir, out_dir, qmap, options)
     model_json = out_dir / "model.json"
     if not model_json.is_file():
         raise ConversionError(f"tensorflowjs wrote no model.json into '{out_dir}'")
     restore_signature_keys(model_json, saved_model_dir, options.signature)
     applied = apply_passes(model_json, options.disabled_passes)
+    if per_channel:
+        applied.update({f"quantize_per_channel:{k}": v for k, v in quantize_per_channel(out_dir, options.shard_size).items()})
     check_runtime_support(model_json)
     return applied
 

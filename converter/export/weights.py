@@ -27,6 +27,22 @@ def weight_dtypes(bundle_dir) -> dict[str, int]:
     return counts
 
 
+def weight_storage(bundle_dir) -> dict[str, str]:
+    """How each weight tensor is stored: ``"uint8 per output channel"``, ``"uint8"`` (one range
+    per tensor), ``"float16"``, ``"float32"`` …
+
+    A kernel is per-channel when the bundle holds its scale vector ``<name>/channel_scale``
+    (``converter.export.per_channel``).
+    """
+    specs = [w for group in weights_manifest(bundle_dir) for w in group["weights"]]
+    names = {w["name"] for w in specs}
+    storage = {}
+    for w in specs:
+        dtype = w.get("quantization", {}).get("dtype", w["dtype"])
+        storage[w["name"]] = f"{dtype} per output channel" if w["name"] + "/channel_scale" in names else dtype
+    return storage
+
+
 def shard_bytes(bundle_dir) -> int:
     """Bytes of the weight shards alone (what quantization shrinks)."""
     return sum((Path(bundle_dir) / p).stat().st_size for group in weights_manifest(bundle_dir) for p in group["paths"])

@@ -48,7 +48,8 @@ def converted_check(reference: Runner, ref: list[dict], candidate: Runner, model
                     tolerance: Tolerance) -> ParityReport:
     """Run ``candidate`` (a converted model) on ``samples``; compare with ``ref`` in the source's terms."""
     got = candidate.run(to_converted_inputs(model, samples))
-    return compare(reference.name, ref, candidate.name, to_source_outputs(model, got), tolerance)
+    meanings = {t.source_name or t.name: t.meaning for t in model.outputs}
+    return compare(reference.name, ref, candidate.name, to_source_outputs(model, got), tolerance, meanings)
 
 
 def source_vs_tensorflow(source, model, samples: list[dict], tolerance: Tolerance = Tolerance()):
@@ -80,4 +81,4 @@ def tensorflow_vs_tfjs(model, bundle_dir, samples: int = 3, seed: int = 0, toler
     inputs = make_samples(model.inputs, samples, seed, sample_file)
     reference, candidate = tensorflow_runner(model.saved_model), tfjs_runner(bundle_dir, backend)
     return compare(reference.name, reference.run(inputs), candidate.name, candidate.run(inputs),
-                   tolerance or TOLERANCES["float32"])
+                   tolerance or TOLERANCES["float32"], {t.name: t.meaning for t in model.outputs})
