@@ -22,7 +22,8 @@ def test_cli_help_loads_no_framework():
     code = (
         "import sys\n"
         "from transferjs import cli\n"
-        "cli._parser().format_help()\n"
+        "from transferjs.options import build_parser\n"
+        "build_parser().format_help()\n"
         "heavy = [m for m in ('tensorflow', 'torch', 'onnx2tf', 'onnx', 'tensorflowjs') if m in sys.modules]\n"
         "print(heavy)\n"
     )
