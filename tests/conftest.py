@@ -22,6 +22,7 @@ TRANSFERJS = [sys.executable, "-m", "transferjs.cli"]
 SHARED_HEAVY_FIXTURES = {"effnet", "emoji_retrained"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the group marks into node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         heavy = SHARED_HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))

@@ -201,3 +201,10 @@ def test_teach_a_new_class_in_the_page_then_predict_the_downloaded_bundle(retrai
     node = predict_with_node(bundle, held_out, top=4)
     for got, want in zip(page["results"][-1], node):
         assert np.allclose([t["probability"] for t in got["top"][:4]], [t["probability"] for t in want["top"]], atol=1e-3)
+    # And it imports back into transferjs (the TF.js source): a SavedModel with parity, which `verify` accepts.
+    proc = run_cli("convert", bundle / "model.json", "-o", tmp_path / "imported")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "imported" / "report.json").read_text())
+    assert report["parity"]["tensorflow"]["ok"] and report["parity"]["tfjs"]["ok"], report["parity"]
+    proc = run_cli("verify", tmp_path / "imported")
+    assert proc.returncode == 0, proc.stderr[-3000:]

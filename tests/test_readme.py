@@ -187,4 +187,6 @@ def test_readme_page_and_predict_commands_work(readme_workdir):
         server.wait(timeout=30)
     assert page["backend"] == "wasm"
     assert page["top"][0]["index"] == node_top[0]["index"], (page["top"], node_top)
-    assert abs(page["top"][0]["probability"] - node_top[0]["probability"]) < 0.01, (page["top"], node_top)
+    # A JPEG: Chromium's decoder and predict.mjs' jpeg-js round the IDCT and chroma upsampling differently
+    # (measured 0.016 on this photo); decoded PNGs agree within 1e-3 (tests/test_page.py).
+    assert abs(page["top"][0]["probability"] - node_top[0]["probability"]) < 0.03, (page["top"], node_top)

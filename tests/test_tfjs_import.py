@@ -150,13 +150,14 @@ def _small_keras2(seed=0):
     inp = tf_keras.Input((12, 12, 3), name="pixels")
     x = tf_keras.layers.Conv2D(4, 3, activation="relu")(inp)
     x = tf_keras.layers.DepthwiseConv2D(3, activation="relu6")(x)
+    x = tf_keras.layers.Conv2D(64, 3, padding="same", activation="relu")(x)  # 2,304 weights: 8-bit per channel
     x = tf_keras.layers.GlobalAveragePooling2D()(x)
     return randomize_keras_weights(tf_keras.Model(inp, tf_keras.layers.Dense(3, activation="softmax", name="probs")(x)))
 
 
 @pytest.fixture(scope="module")
 def transferjs_bundles(tmp_path_factory):
-    """A small Keras model converted by transferjs: its float32 graph bundle and a uint8 one."""
+    """A small Keras model converted by transferjs: its float32 graph bundle and both 8-bit ones."""
     from converter import ConvertOptions, convert
     from converter.api import export
     from converter.export.tfjs import ExportOptions
@@ -164,11 +165,13 @@ def transferjs_bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("roundtrip")
     _small_keras2().save(str(root / "small.h5"))
     first = convert(root / "small.h5", root / "converted", ConvertOptions(samples=2))
-    export(root / "converted", root / "uint8", ExportOptions(quantize="uint8"))
-    return {"float32": first.bundle, "uint8": root / "uint8", "layers": first.bundle / "layers", "root": root}
+    for mode in ("uint8", "uint8-per-tensor"):
+        export(root / "converted", root / mode, ExportOptions(quantize=mode))
+    return {"float32": first.bundle, "uint8": root / "uint8", "uint8-per-tensor": root / "uint8-per-tensor",
+            "layers": first.bundle / "layers", "root": root}
 
 
-@pytest.mark.parametrize("bundle", ["float32", "uint8", "layers"])
+@pytest.mark.parametrize("bundle", ["float32", "uint8", "uint8-per-tensor", "layers"])
 def test_a_transferjs_bundle_imports_back_with_parity(transferjs_bundles, bundle, tmp_path):
     folder = transferjs_bundles[bundle]
     result = _import(folder, tmp_path / "back")  # the folder: its model.json is found by content
@@ -177,8 +180,8 @@ def test_a_transferjs_bundle_imports_back_with_parity(transferjs_bundles, bundle
     assert result.report.parity["tfjs"]["ok"]  # and it exports again
     if bundle != "layers":  # tensorflowjs 4.22 writes _FusedConv2D / FusedDepthwiseConv2dNative / _FusedMatMul
         assert result.report.source["fused_ops_split"] > 0
-    if bundle == "uint8":
-        assert "uint8" in result.report.source["weight_storage"]  # depthwise kernels stay float16 (README)
+    if bundle.startswith("uint8"):  # per channel, small kernels stay float16 (README); per tensor, all 8-bit
+        assert "uint8" in result.report.source["weight_storage"], result.report.source["weight_storage"]
 
 
 def _damaged(transferjs_bundles, tmp_path, kind: str, how: str):
