@@ -78,14 +78,17 @@ def classify_in_browser(bundle_dir, image, screenshot, url: str | None = None) -
     Raises:
         NodeRuntimeError: the page failed to load the model or to classify.
     """
-    node = node_executable()
-    env = {**_node_env(), "CHROMIUM": chromium_executable(), **({"BUNDLE_URL": url} if url else {})}
-    cmd = [node, str(js_dir() / "browser_check.mjs"), str(bundle_dir), str(image), str(screenshot)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return _chromium_script("browser_check.mjs", [str(bundle_dir), str(image), str(screenshot)], {"BUNDLE_URL": url} if url else {})
+
+
+def _chromium_script(script: str, args: list[str], extra_env: dict) -> dict:
+    """Run ``js/SCRIPT ARGS`` (a Playwright driver of headless Chromium) and return the JSON it prints last."""
+    env = {**_node_env(), "CHROMIUM": chromium_executable(), **extra_env}
+    proc = subprocess.run([node_executable(), str(js_dir() / script), *args], capture_output=True, text=True, env=env, timeout=300)
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        raise NodeRuntimeError(f"browser_check.mjs failed: {proc.stderr.strip()[-2000:]}") from None
+        raise NodeRuntimeError(f"{script} failed: {proc.stderr.strip()[-2000:]}") from None
     if "error" in result:
         raise NodeRuntimeError(f"The page failed in Chromium: {result['error']} {result.get('pageErrors', '')}")
     return result
@@ -115,13 +118,4 @@ def drive_page(plan: dict, workdir) -> dict:
     """
     plan_file = Path(workdir) / "page-plan.json"
     plan_file.write_text(json.dumps(plan))
-    env = {**_node_env(), "CHROMIUM": chromium_executable()}
-    proc = subprocess.run([node_executable(), str(js_dir() / "page_check.mjs"), str(plan_file)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    try:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise NodeRuntimeError(f"page_check.mjs failed: {proc.stderr.strip()[-2000:]}") from None
-    if "error" in result:
-        raise NodeRuntimeError(f"The page failed in Chromium: {result['error']} {result.get('pageErrors', '')}")
-    return result
+    return _chromium_script("page_check.mjs", [str(plan_file)], {})

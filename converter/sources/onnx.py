@@ -19,6 +19,7 @@ from converter.graph.signature import rename_signature
 from converter.logs import log, subprocess_env
 from converter.model import TensorSpec
 from converter.sources.base import SourceModel, sanitize_names
+from converter.sources.onnx_compat import rename_in_graph
 from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches
 from converter.sources.onnx_passes import run_passes
 from converter.sources.onnx2tf_failure import explain_failure, keep_log
@@ -285,17 +286,7 @@ def rename_io(model, mapping: dict[str, str]):
     if all(k == v for k, v in mapping.items()):
         return model
 
-    def fix(graph):
-        for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
-            vi.name = mapping.get(vi.name, vi.name)
-        for node in graph.node:
-            node.input[:] = [mapping.get(n, n) for n in node.input]
-            node.output[:] = [mapping.get(n, n) for n in node.output]
-            for attr in node.attribute:
-                for g in list(attr.graphs) + ([attr.g] if attr.g.ByteSize() else []):
-                    fix(g)
-
-    fix(model.graph)
+    rename_in_graph(model.graph, mapping)
     return model
 
 

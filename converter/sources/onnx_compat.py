@@ -51,7 +51,8 @@ def upgrade_old_opset(model) -> int:
     return 1
 
 
-def _rename_in(graph, mapping: dict[str, str]) -> None:
+def rename_in_graph(graph, mapping: dict[str, str]) -> None:
+    """Rename values everywhere in ``graph`` and its subgraphs: IO, value_info, initializers, node inputs/outputs."""
     for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
         vi.name = mapping.get(vi.name, vi.name)
     for init in graph.initializer:
@@ -61,7 +62,7 @@ def _rename_in(graph, mapping: dict[str, str]) -> None:
         node.output[:] = [mapping.get(n, n) for n in node.output]
         for attr in node.attribute:
             for g in list(attr.graphs) + ([attr.g] if attr.g.ByteSize() else []):
-                _rename_in(g, mapping)
+                rename_in_graph(g, mapping)
 
 
 def _all_names(graph):
@@ -97,7 +98,7 @@ def sanitize_node_names(model) -> int:
             taken.add(safe)
             mapping[name] = safe
     count = len(mapping)
-    _rename_in(model.graph, mapping)
+    rename_in_graph(model.graph, mapping)
     for node in _nodes(model.graph):
         if node.name and _BAD_CHARS.search(node.name):
             node.name = _BAD_CHARS.sub("_", node.name)
