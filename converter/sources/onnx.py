@@ -19,7 +19,7 @@ from converter.graph.signature import rename_signature
 from converter.logs import log, subprocess_env
 from converter.model import TensorSpec
 from converter.sources.base import SourceModel, sanitize_names
-from converter.sources.onnx_compat import rename_in_graph
+from converter.sources.onnx_compat import all_nodes, rename_in_graph
 from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches
 from converter.sources.onnx_passes import run_passes
 from converter.sources.onnx2tf_failure import explain_failure, keep_log
@@ -129,21 +129,13 @@ def check_supported_ops(model) -> None:
     package = Path(importlib.util.find_spec("onnx2tf").submodule_search_locations[0])
     known = {p.stem for p in (package / "ops").glob("*.py")}
     missing: dict[str, list[str]] = {}
-    for node in _all_nodes(model.graph):
+    for node in all_nodes(model.graph):
         domain = node.domain or "ai.onnx"
         if domain not in ("ai.onnx", "ai.onnx.ml") or node.op_type not in known:
             key = node.op_type if domain == "ai.onnx" else f"{domain}.{node.op_type}"
             missing.setdefault(key, []).append(node.name or f"<unnamed {node.op_type}>")
     if missing:
         raise UnsupportedOpsError("onnx2tf 1.28 (the ONNX -> TensorFlow converter)", missing)
-
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            for g in list(attr.graphs) + ([attr.g] if attr.g.ByteSize() else []):
-                yield from _all_nodes(g)
 
 
 def fold_constants(model):
@@ -240,7 +232,7 @@ RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 def recurrent_nodes(model) -> dict[str, list[str]]:
     """``{op type: node names}`` of the ONNX recurrent ops (LSTM, GRU, RNN) in the graph."""
     found: dict[str, list[str]] = {}
-    for node in _all_nodes(model.graph):
+    for node in all_nodes(model.graph):
         if node.op_type in RECURRENT_OPS:
             found.setdefault(node.op_type, []).append(node.name or f"<unnamed {node.op_type}>")
     return found

@@ -99,16 +99,17 @@ def sanitize_node_names(model) -> int:
             mapping[name] = safe
     count = len(mapping)
     rename_in_graph(model.graph, mapping)
-    for node in _nodes(model.graph):
+    for node in all_nodes(model.graph):
         if node.name and _BAD_CHARS.search(node.name):
             node.name = _BAD_CHARS.sub("_", node.name)
             count += 1
     return count
 
 
-def _nodes(graph):
+def all_nodes(graph):
+    """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies), depth first."""
     for node in graph.node:
         yield node
         for attr in node.attribute:
             for g in list(attr.graphs) + ([attr.g] if attr.g.ByteSize() else []):
-                yield from _nodes(g)
+                yield from all_nodes(g)
