@@ -320,3 +320,16 @@ def test_tf1_control_flow_is_refused_naming_its_nodes(tmp_path):
     with pytest.raises(UnsupportedOpsError, match="loop/Enter") as err:
         _import(model_json, tmp_path / "out", export=None)
     assert err.value.exit_code == 3 and not (tmp_path / "out").exists()
+
+
+def test_convert_summary_says_when_an_8_bit_source_becomes_a_float32_bundle():
+    from transferjs.cli import summary
+
+    report = {"source": {"path": "model.json", "format": "tfjs", "weight_storage": ["float32", "uint8"]},
+              "model": {"inputs": [], "outputs": []}, "seconds": {"convert": 1.0},
+              "tfjs": {"bytes": 4e6, "quantize": None, "layers_model": None}}
+    assert "Pass --quantize uint8" in summary(report, "out")
+    report["tfjs"]["quantize"] = "uint8"
+    assert "note:" not in summary(report, "out")
+    report["source"]["weight_storage"], report["tfjs"]["quantize"] = ["float32"], None
+    assert "note:" not in summary(report, "out")

@@ -99,8 +99,20 @@ def summary(report: dict, out) -> str:
             lines.append(f"  TF.js layers model (trainable with model.fit): {out}/tfjs/layers")
         elif layers:
             lines.append("  no TF.js layers model: " + layers["reason"].replace("\n", ";"))
+        lines.extend(_storage_note(report))
     lines.append(f"  time: {sum(report['seconds'].values()):.1f} s; report: {out}/report.json")
     return "\n".join(lines)
+
+
+def _storage_note(report: dict) -> list[str]:
+    """A line when the source stored 8/16-bit weights and the bundle holds them as float32 (a TF.js import
+    would otherwise grow 4x without a word)."""
+    stored = [d for d in report["source"].get("weight_storage", ()) if d != "float32"]
+    if not stored or report["tfjs"].get("quantize"):
+        return []
+    mode = "uint8" if "uint8" in stored else stored[0]
+    return [f"  note: the source stored its weights as {'/'.join(stored)}; this bundle holds them as float32 "
+            f"(read as TF.js dequantizes them). Pass --quantize {mode} to keep the bundle small."]
 
 
 def cmd_export(args) -> int:
