@@ -32,7 +32,7 @@ from converter.runtimes.tfjs_support import needs_execute_async
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The page (classify, webcam, teach in a tfjs-transfer folder) and its server (COOP/COEP for wasm threads).
-PAGE_FILES = ("index.html", "classify.mjs", "preprocess.mjs", "teach.mjs", "bundle_writer.mjs", "serve.mjs")
+PAGE_FILES = ("index.html", "classify.mjs", "preprocess.mjs", "teach.mjs", "head.mjs", "bundle_writer.mjs", "serve.mjs")
 _VENDOR = {
     "@tensorflow/tfjs/dist/tf.es2017.min.js": "tf.es2017.min.js",
     "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.es2017.min.js": "tf-backend-wasm.es2017.min.js",

@@ -21,7 +21,7 @@ from converter.export.tfjs import ExportOptions
 from converter.runtimes.node import js_file
 
 # The example and the modules it imports, from the bundle templates (one image decoder for all).
-_TEMPLATES = ("retrain_head.mjs", "decode.mjs", "preprocess.mjs")
+_TEMPLATES = ("retrain_head.mjs", "head.mjs", "decode.mjs", "preprocess.mjs")
 
 
 def write_transfer_example(folder: Path, labels: list[str]) -> None:

@@ -5,7 +5,7 @@
 
 const ACTIVATIONS = { softmax: 'Softmax', relu: 'Relu', sigmoid: 'Sigmoid', tanh: 'Tanh', linear: null };
 // Files of the backbone's bundle that the new bundle ships as they are, beside the new model.
-const APP_FILES = ['index.html', 'classify.mjs', 'preprocess.mjs', 'teach.mjs', 'bundle_writer.mjs', 'serve.mjs',
+const APP_FILES = ['index.html', 'classify.mjs', 'preprocess.mjs', 'teach.mjs', 'head.mjs', 'bundle_writer.mjs', 'serve.mjs',
   'predict.mjs', 'decode.mjs', 'runtime.mjs', 'package.json', 'vendor/tf.es2017.min.js', 'vendor/tf-backend-wasm.es2017.min.js',
   'vendor/tfjs-backend-wasm.wasm', 'vendor/tfjs-backend-wasm-simd.wasm', 'vendor/tfjs-backend-wasm-threaded-simd.wasm'];
 

@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeImage } from './decode.mjs';
+import { widenHead } from './head.mjs';
 import { initBackend, loadBundle, tf } from './runtime.mjs';
 import { preprocess } from './preprocess.mjs';
 
@@ -105,30 +106,6 @@ async function computeFeatures(backbone, meta, files, batchSize) {
   return { features, kept, skipped };
 }
 
-/**
- * A head with ``labels.length`` outputs built like ``old`` (features -> dropout -> dense softmax):
- * the old classes keep their kernel columns and biases, new classes start near zero.
- */
-function widenHead(old, units) {
-  const dense = old.layers[old.layers.length - 1];
-  if (dense.getClassName() !== 'Dense') {
-    throw new Error(`Expected the head to end in a Dense layer. Received: ${dense.getClassName()} '${dense.name}'`);
-  }
-  const dropout = old.layers.find((l) => l.getClassName() === 'Dropout');
-  const features = tf.input({ shape: old.inputs[0].shape.slice(1), name: old.inputs[0].name.split('/')[0] });
-  // A fresh Dropout: the shipped one may carry a fixed seed, which in TF.js draws the same mask every step.
-  const hidden = dropout ? tf.layers.dropout({ rate: dropout.rate, name: dropout.name }).apply(features) : features;
-  const wide = tf.layers.dense({ units, activation: 'softmax', name: dense.name });
-  const head = tf.model({ inputs: features, outputs: wide.apply(hidden), name: old.name });
-  const [kernel, bias] = dense.getWeights();
-  const added = units - kernel.shape[1];
-  wide.setWeights(tf.tidy(() => [
-    tf.concat([kernel, tf.randomNormal([kernel.shape[0], added], 0, 0.01)], 1),
-    tf.concat([bias, tf.fill([added], bias.mean().dataSync()[0])], 0),
-  ]));
-  return head;
-}
-
 function toBuffer(weightData) {
   const parts = Array.isArray(weightData) ? weightData : [weightData];
   return Buffer.concat(parts.map((b) => Buffer.from(b)));
@@ -168,7 +145,7 @@ async function retrain(args, backbone, meta, head, labels, log) {
   const forgotten = newLabels.filter((l) => counts[l] === 0);
   if (forgotten.length) console.error(`warning: no examples of ${forgotten.join(', ')}: the new head will forget them`);
 
-  const model = widenHead(head, newLabels.length);
+  const model = widenHead(tf, head, newLabels.length);
   const y = tf.oneHot(tf.tensor1d(kept.map((f) => labelOf.get(f)), 'int32'), newLabels.length);
   model.compile({ optimizer: tf.train.adam(args.learningRate), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
   t = Date.now();

@@ -3,6 +3,7 @@
 // progress, see held-out accuracy per class, download the result as a bundle transferjs reads.
 import { cameraFrame, inputOf, loadImage, startCamera } from './classify.mjs';
 import { composeBundle, zipFiles } from './bundle_writer.mjs';
+import { widenHead } from './head.mjs';
 
 const tf = window.tf;
 const $ = (id) => document.getElementById(id);
@@ -107,23 +108,6 @@ export function split(examples) {
   return { train, heldOut };
 }
 
-/** A head like the shipped one (dropout -> dense softmax) with ``units`` outputs; old classes keep their weights. */
-function widenHead(old, units) {
-  const dense = old.layers[old.layers.length - 1];
-  const dropout = old.layers.find((l) => l.getClassName() === 'Dropout');
-  const features = tf.input({ shape: old.inputs[0].shape.slice(1) });
-  const hidden = dropout ? tf.layers.dropout({ rate: dropout.rate }).apply(features) : features;
-  const wide = tf.layers.dense({ units, activation: 'softmax', name: dense.name });
-  const head = tf.model({ inputs: features, outputs: wide.apply(hidden) });
-  const [kernel, bias] = dense.getWeights();
-  const added = units - kernel.shape[1];
-  wide.setWeights(tf.tidy(() => [
-    added ? tf.concat([kernel, tf.randomNormal([kernel.shape[0], added], 0, 0.01)], 1) : kernel.clone(),
-    added ? tf.concat([bias, tf.fill([added], bias.mean().dataSync()[0])], 0) : bias.clone(),
-  ]));
-  return head;
-}
-
 function stack(examples) {
   return tf.tensor2d(examples.flatMap((e) => Array.from(e.features)), [examples.length, examples[0].features.length]);
 }
@@ -139,7 +123,7 @@ async function train() {
   $('train').disabled = true;
   const units = state.labels.length;
   const counts = state.labels.map((_, i) => fit.filter((e) => e.label === i).length);
-  const model = widenHead(classifier.head, units);
+  const model = widenHead(tf, classifier.head, units);
   model.compile({ optimizer: tf.train.adam(0.005), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
   const x = stack(fit);
   const y = tf.oneHot(tf.tensor1d(fit.map((e) => e.label), 'int32'), units);
