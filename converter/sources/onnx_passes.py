@@ -11,33 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
-
-
-def _shapes(model) -> dict[str, list]:
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    return shapes
-
-
-def _const_value(model, name: str):
-    from onnx import numpy_helper
-
-    for init in model.graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init)
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            return numpy_helper.to_array(node.attribute[0].t)
-    return None
-
-
-def _producer(model, name: str):
-    return next((n for n in model.graph.node if name in n.output), None)
+from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, shapes as _shapes, symbolic_shapes as _symbolic_shapes
+from converter.sources.onnx_transformer import expand_gelu, split_multi_axis_unsqueeze
 
 
 def _is_batch_of_shape(model, name: str) -> bool:
@@ -199,19 +174,6 @@ def constants_to_initializers(model) -> int:
     return count
 
 
-def _symbolic_shapes(model) -> dict[str, list]:
-    """Inferred shapes: an int per known dim, the ``dim_param`` name (or ``None``) per unknown one."""
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        if vi.type.tensor_type.HasField("shape"):
-            dims = vi.type.tensor_type.shape.dim
-            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims]
-    return shapes
-
-
 def _shape_items(model, name: str, shapes: dict, depth: int = 0):
     """The 1-D int tensor ``name`` as a list of ints and ``("dim", tensor, axis)`` items, or ``None``.
 
@@ -344,7 +306,7 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [upgrade_old_opset, sanitize_node_names, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
+PASSES = [upgrade_old_opset, sanitize_node_names, expand_gelu, split_multi_axis_unsqueeze, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
 
 
 def run_passes(model, disabled=()):

@@ -1,0 +1,51 @@
+"""Questions the ONNX passes ask of a graph: a tensor's constant value, its producer, inferred shapes.
+
+Example:
+    >>> const_value(model, "conv.weight").shape
+    (16, 3, 3, 3)
+    >>> symbolic_shapes(model)["logits"]
+    ['batch', 10]
+"""
+
+from __future__ import annotations
+
+
+def opset_of(model, default: int = 13) -> int:
+    """The model's opset of the standard domain (``default`` when it names none)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default)
+
+
+def shapes(model) -> dict[str, list]:
+    """Inferred shapes: an int per known dim, ``None`` per unknown one."""
+    return {name: [d if isinstance(d, int) else None for d in dims] for name, dims in symbolic_shapes(model).items()}
+
+
+def const_value(model, name: str):
+    """The value of initializer or ``Constant`` output ``name`` as a numpy array, else ``None``."""
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def producer(model, name: str):
+    """The main-graph node that outputs ``name``, else ``None``."""
+    return next((n for n in model.graph.node if name in n.output), None)
+
+
+def symbolic_shapes(model) -> dict[str, list]:
+    """Inferred shapes: an int per known dim, the ``dim_param`` name (or ``None``) per unknown one."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    result = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if vi.type.tensor_type.HasField("shape"):
+            dims = vi.type.tensor_type.shape.dim
+            result[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims]
+    return result

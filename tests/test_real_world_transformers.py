@@ -1,0 +1,165 @@
+"""Real-world class 3 (issue 11): a BERT-style encoder saved as ``.pt2`` the way a user does, converted with no flags.
+
+The model is built here with torch (2 layers, hidden 32, 4 heads, vocab 100), exported with
+``torch.export`` and a dynamic sequence length, int64 token ids and an attention mask; the
+bundle runs in TF.js (wasm, Node.js) at two sequence lengths and is compared with torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+
+def _bert(vocab=100, hidden=32, heads=4, layers=2, max_len=64):
+    """BERT in miniature: token + position + type embeddings, post-norm layers, GELU MLP, a tanh pooler."""
+    import torch
+    from torch import nn
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v, self.o = (nn.Linear(hidden, hidden) for _ in range(4))
+            self.n1, self.n2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+            self.f1, self.f2 = nn.Linear(hidden, 2 * hidden), nn.Linear(2 * hidden, hidden)
+
+        def forward(self, x, bias):
+            b, n, d = x.shape
+            split = lambda t: t.view(b, n, heads, d // heads).transpose(1, 2)  # noqa: E731
+            scores = split(self.q(x)) @ split(self.k(x)).transpose(-1, -2) / math.sqrt(d // heads) + bias
+            probs = scores.softmax(-1)  # [batch, heads, seq, seq]
+            x = self.n1(x + self.o((probs @ split(self.v(x))).transpose(1, 2).reshape(b, n, d)))
+            return self.n2(x + self.f2(nn.functional.gelu(self.f1(x)))), probs
+
+    class Bert(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok, self.pos, self.typ = nn.Embedding(vocab, hidden), nn.Embedding(max_len, hidden), nn.Embedding(2, hidden)
+            self.norm, self.layers, self.pool = nn.LayerNorm(hidden), nn.ModuleList(Layer() for _ in range(layers)), nn.Linear(hidden, hidden)
+
+        def forward(self, input_ids, attention_mask):
+            pos = torch.arange(input_ids.shape[1]).unsqueeze(0)
+            x = self.norm(self.tok(input_ids) + self.pos(pos) + self.typ(torch.zeros_like(input_ids)))
+            bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+            first = None
+            for layer in self.layers:
+                x, probs = layer(x, bias)
+                first = probs if first is None else first
+            return x, torch.tanh(self.pool(x[:, 0])), first
+
+    torch.manual_seed(0)
+    return Bert().eval()
+
+
+def _tokens(batch, seq, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 100, (batch, seq)).astype(np.int64)
+    mask = np.ones((batch, seq), np.int64)
+    mask[-1, seq - 3:] = 0  # the last sequence is padded
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _tfjs_outputs(out, inputs: list[dict]) -> list[dict]:
+    from converter.model import ConvertedModel
+    from converter.runtimes.tfjs_node import run_bundle
+    from converter.verify.parity import to_converted_inputs, to_source_outputs
+
+    model = ConvertedModel.load(out)
+    return model, to_source_outputs(model, run_bundle(out / "tfjs", to_converted_inputs(model, inputs)).samples)
+
+
+def test_class3_bert_pt2_keeps_a_dynamic_sequence_length_and_attention_layout_into_tfjs(tmp_path):
+    import torch
+
+    module = _bert()
+    example = _tokens(2, 16, 0)
+    seq = torch.export.Dim("seq", min=2, max=64)
+    program = torch.export.export(module, tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask")),
+                                  dynamic_shapes=({1: seq}, {1: seq}))
+    torch.export.save(program, str(tmp_path / "bert.pt2"))
+    proc = run_cli("convert", tmp_path / "bert.pt2", "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["source"]["onnx_passes"]["expand_gelu"] == 2  # tf.nn.gelu's Erfc has no TF.js op
+    assert "fixed_input_shapes" not in report["source"]
+    bundle = json.loads((tmp_path / "out" / "tfjs" / "metadata.json").read_text())
+    assert [(i["name"], i["shape"], i["dtype"], i["source_dtype"]) for i in bundle["inputs"]] == [
+        ("input_ids", [2, None], "int32", "int64"), ("attention_mask", [2, None], "int32", "int64")]
+
+    samples = [_tokens(2, 7, 1), _tokens(2, 23, 2)]  # neither is the exported length (16)
+    model, got = _tfjs_outputs(tmp_path / "out", samples)
+    assert [o.shape for o in model.outputs] == [[2, None, 32], [2, 32], [2, 4, None, None]]  # attention keeps its layout
+    for sample, outputs in zip(samples, got):
+        with torch.inference_mode():
+            want = program.module()(*(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask")))
+        for name, expected in zip(("output_0", "output_1", "output_2"), want):
+            assert outputs[name].shape == tuple(expected.shape), (name, outputs[name].shape, expected.shape)
+            np.testing.assert_allclose(outputs[name], expected.numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_split_multi_axis_unsqueeze_gives_the_same_tensor_one_axis_at_a_time():
+    """``mask[:, None, None, :]`` on ``[batch, seq]``: onnx2tf writes a reshape with two -1 for one Unsqueeze of two axes."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converter.sources.onnx_transformer import split_multi_axis_unsqueeze
+
+    graph = helper.make_graph([helper.make_node("Unsqueeze", ["mask", "axes"], ["m4"], name="mask/unsqueeze")], "g",
+                              [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "seq"])],
+                              [helper.make_tensor_value_info("m4", TensorProto.FLOAT, ["batch", 1, 1, "seq"])],
+                              initializer=[numpy_helper.from_array(np.array([1, -2], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"mask": x})[0]  # noqa: E731
+    want = run(model)
+    assert split_multi_axis_unsqueeze(model) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Unsqueeze", "Unsqueeze"]
+    np.testing.assert_array_equal(run(model), want)
+    assert want.shape == (3, 1, 1, 5)
+
+
+def test_expand_gelu_matches_onnx_gelu_both_approximations():
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from converter.sources.onnx_transformer import expand_gelu
+
+    x = np.linspace(-8, 8, 101, dtype=np.float32).reshape(1, 101)
+    for approximate in ("none", "tanh"):
+        graph = helper.make_graph([helper.make_node("Gelu", ["x"], ["y"], name="act", approximate=approximate)], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 101])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 101])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+        run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+        want = run(model)
+        assert expand_gelu(model) == 1 and "Gelu" not in [n.op_type for n in model.graph.node]
+        np.testing.assert_allclose(run(model), want, atol=1e-6)
+
+
+def test_class3_bert_via_onnx_export_keeps_a_dynamic_sequence_length_into_tfjs(tmp_path):
+    """The same encoder through ``torch.onnx.export(dynamo=False)`` with a dynamic ``seq`` axis, against onnxruntime."""
+    import onnxruntime as ort
+    import torch
+
+    example = _tokens(2, 16, 0)
+    seq = {"input_ids": {1: "seq"}, "attention_mask": {1: "seq"}, "hidden": {1: "seq"}, "attention": {2: "seq", 3: "seq"}}
+    torch.onnx.export(_bert(), tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask")), str(tmp_path / "bert.onnx"),
+                      input_names=["input_ids", "attention_mask"], output_names=["hidden", "pooled", "attention"],
+                      dynamic_axes=seq, opset_version=17, dynamo=False)
+    proc = run_cli("convert", tmp_path / "bert.onnx", "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    samples = [_tokens(2, 5, 3), _tokens(2, 30, 4)]
+    model, got = _tfjs_outputs(tmp_path / "out", samples)
+    assert model.outputs[2].shape == [2, 4, None, None]
+    session = ort.InferenceSession(str(tmp_path / "bert.onnx"), providers=["CPUExecutionProvider"])
+    for sample, outputs in zip(samples, got):
+        for name, want in zip(("hidden", "pooled", "attention"), session.run(["hidden", "pooled", "attention"], sample)):
+            assert outputs[name].shape == want.shape, (name, outputs[name].shape, want.shape)
+            np.testing.assert_allclose(outputs[name], want, atol=1e-4, rtol=1e-3)
