@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from converter.errors import ConversionError
 from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
+from converter.sources.onnx_functions import expand_functions
 
 
 def _shapes(model) -> dict[str, list]:
@@ -344,7 +346,7 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [upgrade_old_opset, sanitize_node_names, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
+PASSES = [upgrade_old_opset, expand_functions, sanitize_node_names, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
 
 
 def run_passes(model, disabled=()):
@@ -354,7 +356,10 @@ def run_passes(model, disabled=()):
     for p in PASSES:
         if p.__name__ in disabled:
             continue
-        n = p(model)
+        try:
+            n = p(model)
+        except Exception as e:  # a pass that breaks on an unusual graph: name it, not a traceback
+            raise ConversionError(f"The ONNX pass {p.__name__} failed: {type(e).__name__}: {str(e).strip()[:300]}", stage="passes") from e
         if n:
             applied[p.__name__] = n
     return model, applied
