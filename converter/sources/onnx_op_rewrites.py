@@ -96,3 +96,24 @@ def reversing_slice_to_gather(model) -> int:
             model.graph.node.insert(at + k, n)
         count += 1
     return count
+
+
+def explicit_kernel_shape(model) -> int:
+    """Write ``kernel_shape`` on a ``ConvTranspose`` that leaves it out (it is optional in ONNX).
+
+    Before::  y = ConvTranspose(x, W [1, 2, 3, 3])
+    After::   y = ConvTranspose(x, W [1, 2, 3, 3], kernel_shape=[3, 3])
+
+    onnx2tf 1.28 reads the kernel's rank from the attribute and fails without it
+    ("axes don't match array"): 10 of 11 ConvTranspose node tests.
+    """
+    from onnx import helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type in ("ConvTranspose", "Conv") and len(node.input) > 1 and node.input[1] in inits:
+            if not any(a.name == "kernel_shape" for a in node.attribute):
+                node.attribute.append(helper.make_attribute("kernel_shape", list(inits[node.input[1]].dims[2:])))
+                count += 1
+    return count

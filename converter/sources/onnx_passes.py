@@ -13,7 +13,7 @@ import numpy as np
 from converter.errors import ConversionError
 from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
 from converter.sources.onnx_functions import expand_functions
-from converter.sources.onnx_op_rewrites import reversing_slice_to_gather
+from converter.sources.onnx_op_rewrites import explicit_kernel_shape, reversing_slice_to_gather
 
 
 def _shapes(model) -> dict[str, list]:
@@ -347,7 +347,7 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [upgrade_old_opset, expand_functions, reversing_slice_to_gather, sanitize_node_names, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
+PASSES = [upgrade_old_opset, expand_functions, reversing_slice_to_gather, explicit_kernel_shape, sanitize_node_names, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
 
 
 def run_passes(model, disabled=()):
