@@ -3,9 +3,10 @@
 The ``onnx`` wheel ships ``onnx/backend/test/data/node/<case>/``: a one-op model
 (``model.onnx``) with inputs and expected outputs (``test_data_set_0/*.pb``).
 Each case goes through the project's own ONNX path (``read_onnx``,
-``set_input_shapes``, then the steps of ``OnnxSource.to_saved_model``:
-``check_supported_ops``, ``fold_constants``, ``run_passes``, ``onnx2tf_saved_model``,
-``rename_signature``; then ``run_saved_model``) and passes only if every output matches the expected one
+``set_input_shapes`` with the test's shapes, then the one product method
+``OnnxSource.to_saved_model``: op check, folding, the ONNX passes, onnx2tf,
+signature renaming; then ``run_saved_model``) and the product's comparator
+(``converter.verify.compare``), and passes only if every output matches the expected one
 (atol 1e-4, rtol 1e-3 for floats; integers and booleans exactly). Weights and
 attribute-like inputs (Conv ``W``, ``Reduce*`` ``axes``…) become initializers, as
 in an exported model (``CONSTANT_INPUTS``; ``--as-is`` feeds them at run time).
@@ -273,7 +274,7 @@ def load_test_data(case_dir: Path, model) -> tuple[dict, dict]:
 
 
 def prepare_model(case_dir: Path, inputs: dict, constants=()):
-    """Run the project's ONNX front end on a case: read, freeze, fix shapes, rename, check, fold.
+    """Read a case as a user's model: weights frozen, every input's shape fixed (``--input-shape``).
 
     Args:
         case_dir: the case folder.
@@ -281,14 +282,13 @@ def prepare_model(case_dir: Path, inputs: dict, constants=()):
         constants: inputs to turn into initializers (their test arrays become the values).
 
     Returns:
-        (folded model, {ONNX name: signature key}).
+        The ``onnx.ModelProto``, ready for ``OnnxSource``.
 
     Raises:
-        CaseFailure: stage ``load``, ``shapes``, ``unsupported`` or ``fold``.
+        CaseFailure: stage ``load`` or ``shapes``.
     """
-    from converter.errors import ConversionError, InputError
-    from converter.sources.base import sanitize_names
-    from converter.sources.onnx import fold_constants, read_onnx, rename_io, set_input_shapes
+    from converter.errors import InputError
+    from converter.sources.onnx import read_onnx, set_input_shapes
 
     try:
         model = read_onnx(case_dir / "model.onnx")
@@ -298,34 +298,9 @@ def prepare_model(case_dir: Path, inputs: dict, constants=()):
     feeds = {k: v for k, v in inputs.items() if k not in constants}
     _declare_missing_shapes(model, feeds)
     try:
-        # The test inputs fix every dim, as ``--input-shape`` would.
-        model = set_input_shapes(model, {k: list(v.shape) for k, v in feeds.items()}, batch="static")
+        return set_input_shapes(model, {k: list(v.shape) for k, v in feeds.items()}, batch="static")
     except InputError as e:
         raise CaseFailure("shapes", str(e)) from None
-    inits = {i.name for i in model.graph.initializer}
-    names = [i.name for i in model.graph.input if i.name not in inits] + [o.name for o in model.graph.output]
-    mapping = sanitize_names(names)
-    model = rename_io(model, mapping)
-    # The order of OnnxSource.to_saved_model: refuse unknown ops before folding.
-    _check_ops(model, "")
-    try:
-        model = fold_constants(model)
-    except ConversionError as e:
-        raise CaseFailure("fold", str(e)) from None
-    # onnxsim can fuse primitives back into an op onnx2tf lacks (an expanded
-    # RMSNormalization comes out as RMSNormalization); name that, not onnx2tf's crash.
-    _check_ops(model, " (after folding)")
-    return model, mapping
-
-
-def _check_ops(model, when: str) -> None:
-    from converter.errors import UnsupportedOpsError
-    from converter.sources.onnx import check_supported_ops
-
-    try:
-        check_supported_ops(model)
-    except UnsupportedOpsError as e:
-        raise CaseFailure("unsupported", ", ".join(e.ops) + when) from None
 
 
 def freeze_inputs(model, values: dict) -> None:
@@ -352,37 +327,31 @@ def _declare_missing_shapes(model, inputs: dict) -> None:
                 t.shape.dim.add()
 
 
-def convert_model(model, mapping: dict, workdir: Path) -> Path:
-    """The rest of ``OnnxSource.to_saved_model``: ONNX passes, onnx2tf, signature renaming.
+def convert_model(model, workdir: Path) -> tuple[Path, dict]:
+    """Convert by the product's one method, ``OnnxSource.to_saved_model``.
 
     Args:
-        model: the folded ONNX model, inputs and outputs renamed by ``mapping``.
-        mapping: ONNX name -> signature key.
+        model: the case's model from ``prepare_model``.
         workdir: an empty folder for the ONNX file and the SavedModels.
 
     Returns:
-        The SavedModel, its outputs keyed by ``mapping``'s values.
+        (the SavedModel, {ONNX name: signature key}).
 
     Raises:
-        CaseFailure: stage ``passes`` or ``convert``.
+        CaseFailure: stage ``unsupported``, ``fold``, ``passes`` or ``convert`` (the error's own stage).
     """
-    from converter.errors import ConversionError
-    from converter.graph.signature import rename_signature
-    from converter.sources.onnx import onnx2tf_saved_model
-    from converter.sources.onnx_passes import run_passes
+    from converter.errors import ConversionError, UnsupportedOpsError
+    from converter.sources.onnx import OnnxSource
 
     try:
-        model, _ = run_passes(model)
-    except Exception as e:  # a pass that breaks on an unusual graph is this case's verdict
-        raise CaseFailure("passes", f"{type(e).__name__}: {_first_line(e)}") from None
-    try:
-        raw = onnx2tf_saved_model(model, workdir)
-        outputs = {f"output_{i}": mapping[o.name] for i, o in enumerate(model.graph.output)}
-        return rename_signature(raw, workdir / "renamed", outputs)
+        saved, names = OnnxSource(model, batch="static").to_saved_model(workdir)
+    except UnsupportedOpsError as e:
+        raise CaseFailure("unsupported", ", ".join(e.ops)) from None
     except ConversionError as e:
-        raise CaseFailure("convert", str(e).removeprefix("onnx2tf could not convert the model: ").split("\n")[0]) from None
+        raise CaseFailure(e.stage, str(e).removeprefix("onnx2tf could not convert the model: ").split("\n")[0]) from None
     except Exception as e:  # rename_signature on a SavedModel onnx2tf got wrong
         raise CaseFailure("convert", f"{type(e).__name__}: {_first_line(e)}") from None
+    return saved, {name: key for key, name in names.items()}
 
 
 class _InProcessSubprocess:
@@ -499,8 +468,7 @@ def run_case(case, workdir, freeze: bool = True) -> dict:
 
         inputs, expected = load_test_data(case_dir, onnx.load(str(case_dir / "model.onnx"), load_external_data=False))
         constants = constant_inputs(case_dir) if freeze else []
-        model, mapping = prepare_model(case_dir, inputs, constants)
-        saved = convert_model(model, mapping, workdir)
+        saved, mapping = convert_model(prepare_model(case_dir, inputs, constants), workdir)
         actual = run_converted(saved, {k: v for k, v in inputs.items() if k not in constants}, mapping)
         problems = compare_outputs(expected, actual)
         if problems:
@@ -822,8 +790,9 @@ def render_markdown(results: list[dict], meta: dict) -> str:
         "",
         "Each case is `onnx/backend/test/data/node/<case>`: a model, its inputs and expected outputs. "
         "It goes through the project's ONNX path (`read_onnx`, `set_input_shapes` with the test's input "
-        "shapes, then as `OnnxSource.to_saved_model`: `check_supported_ops`, `fold_constants`, `run_passes`, "
-        "onnx2tf, `rename_signature`; then `run_saved_model`) and passes only if every "
+        "shapes, then the product's one method `OnnxSource.to_saved_model`: the op check, `fold_constants`, the ONNX "
+        "passes (`expand_functions` among them), onnx2tf, `rename_signature`; then `run_saved_model`), is compared by "
+        "the product's comparator (`converter.verify.compare`), and passes only if every "
         f"output matches (floats: atol {ATOL:g}, rtol {RTOL:g}; integers and booleans exactly). "
         "Inputs and outputs are moved between NCHW and NHWC where the SavedModel's shapes say onnx2tf did.",
         "",

@@ -67,9 +67,17 @@ class UnsupportedOpsError(TransferJSError):
 
 
 class ConversionError(TransferJSError):
-    """A conversion tool failed; the message names the stage and its last words."""
+    """A conversion tool failed; the message names the stage and its last words.
+
+    ``stage`` says which step failed (``"fold"``, ``"passes"``, ``"convert"``…), for tools
+    that count failures by step (``bench/onnx_conformance.py``).
+    """
 
     exit_code = 3
+
+    def __init__(self, message: str, stage: str = "convert"):
+        super().__init__(message)
+        self.stage = stage
 
 
 class ParityError(TransferJSError):

@@ -36,6 +36,13 @@ def test_a_nan_on_one_side_only_fails_and_on_both_sides_passes():
     assert not compare("a", nan, "b", REF, RULE).ok
 
 
+def test_equal_infinities_agree_and_an_infinity_on_one_side_fails():
+    inf = [{"p": np.array([[-np.inf, 0.9]], np.float32)}, REF[1]]
+    assert compare("a", inf, "b", inf, RULE).ok
+    assert not compare("a", inf, "b", [{"p": np.array([[np.inf, 0.9]], np.float32)}, REF[1]], RULE).ok
+    assert not compare("a", REF, "b", inf, RULE).ok
+
+
 def test_integer_outputs_must_be_equal_whatever_the_float_tolerance():
     ids = [{"i": np.array([3, 7], np.int64)}]
     loose = Tolerance(atol=10.0, rtol=1.0)

@@ -21,6 +21,7 @@ from converter.model import TensorSpec
 from converter.sources.base import SourceModel, sanitize_names
 from converter.sources.onnx_compat import all_nodes, rename_in_graph
 from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches
+from converter.sources.onnx_functions import onnx2tf_op_types, wants_expansion
 from converter.sources.onnx_passes import run_passes
 from converter.sources.onnx2tf_failure import explain_failure, keep_log
 from converter.sources.onnx_shapes import _ONNX_DTYPES, dynamic_dims, fix_dynamic_dims, npz_shapes, set_input_shapes, static_shape_nodes
@@ -117,20 +118,24 @@ def graph_outputs(model) -> list[dict]:
     return result
 
 
-def check_supported_ops(model) -> None:
+def check_supported_ops(model, expandable_ok: bool = True) -> None:
     """Raise one error listing every op onnx2tf has no converter for.
+
+    Args:
+        model: the ``onnx.ModelProto``.
+        expandable_ok: accept ops the ``expand_functions`` pass replaces by their ONNX
+            function bodies (``False`` after the passes ran, or when that pass is disabled).
 
     Raises:
         UnsupportedOpsError: op type -> the nodes where it occurs.
     """
-    import importlib.util
-
-    # Find onnx2tf's op modules without importing it: its import loads TensorFlow (~5 s).
-    package = Path(importlib.util.find_spec("onnx2tf").submodule_search_locations[0])
-    known = {p.stem for p in (package / "ops").glob("*.py")}
+    known = onnx2tf_op_types()
+    versions = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     missing: dict[str, list[str]] = {}
     for node in all_nodes(model.graph):
         domain = node.domain or "ai.onnx"
+        if expandable_ok and wants_expansion(node, versions):
+            continue
         if domain not in ("ai.onnx", "ai.onnx.ml") or node.op_type not in known:
             key = node.op_type if domain == "ai.onnx" else f"{domain}.{node.op_type}"
             missing.setdefault(key, []).append(node.name or f"<unnamed {node.op_type}>")
@@ -154,9 +159,9 @@ def fold_constants(model):
     try:
         simplified, ok = onnxsim.simplify(model, check_n=0, skip_shape_inference=False)
     except Exception as e:
-        raise ConversionError(f"Folding constants (onnxsim) failed: {_first_line(e)}") from None
+        raise ConversionError(f"Folding constants (onnxsim) failed: {_first_line(e)}", stage="fold") from None
     if not ok:
-        raise ConversionError("Folding constants (onnxsim) produced a model it could not validate")
+        raise ConversionError("Folding constants (onnxsim) produced a model it could not validate", stage="fold")
     return simplified
 
 
@@ -355,6 +360,7 @@ class OnnxSource(SourceModel):
 
         model, copied = copy_outer_initializers_into_branches(model)
         model, self.details["onnx_passes"] = run_passes(model, disabled_passes)
+        check_supported_ops(model, expandable_ok=False)  # what expand_functions left (or was disabled for)
         if copied:
             self.details["onnx_passes"] = {**self.details["onnx_passes"], "copy_outer_initializers_into_branches": copied}
         self.converted_onnx, self.converted_names = model, mapping

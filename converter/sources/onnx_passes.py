@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from converter.errors import ConversionError
 from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
+from converter.sources.onnx_functions import expand_functions
 from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, shapes as _shapes, symbolic_shapes as _symbolic_shapes
+from converter.sources.onnx_op_rewrites import explicit_kernel_shape, reversing_slice_to_gather
 from converter.sources.onnx_transformer import expand_gelu, split_multi_axis_unsqueeze
 
 
@@ -306,7 +309,9 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [upgrade_old_opset, sanitize_node_names, expand_gelu, split_multi_axis_unsqueeze, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten, remove_dead_nodes]
+PASSES = [upgrade_old_opset, expand_functions, reversing_slice_to_gather, explicit_kernel_shape, sanitize_node_names, expand_gelu,
+          split_multi_axis_unsqueeze, constants_to_initializers, explicit_pre13_softmax, static_reshape_targets, squeeze_pooled_flatten,
+          remove_dead_nodes]
 
 
 def run_passes(model, disabled=()):
@@ -316,7 +321,10 @@ def run_passes(model, disabled=()):
     for p in PASSES:
         if p.__name__ in disabled:
             continue
-        n = p(model)
+        try:
+            n = p(model)
+        except Exception as e:  # a pass that breaks on an unusual graph: name it, not a traceback
+            raise ConversionError(f"The ONNX pass {p.__name__} failed: {type(e).__name__}: {str(e).strip()[:300]}", stage="passes") from e
         if n:
             applied[p.__name__] = n
     return model, applied

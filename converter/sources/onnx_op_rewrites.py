@@ -1,0 +1,119 @@
+"""Rewrites of single ONNX ops onnx2tf converts with the wrong meaning, into ops it gets right.
+
+Example:
+    >>> reversing_slice_to_gather(model)   # Slice(steps=[-1]) -> Gather(indices=[n-1, …, 0])
+    1
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _static_shapes(model) -> dict[str, list]:
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a graph inference rejects: no shapes, no rewrite
+        return {}
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return shapes
+
+
+def slice_indices(dim: int, start: int, end: int, step: int) -> list[int]:
+    """The indices ONNX ``Slice`` takes along one axis of size ``dim`` (its clamping rules).
+
+    Example:
+        >>> slice_indices(4, -1, -5, -1)
+        [3, 2, 1, 0]
+    """
+    start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return list(range(start, end, step))
+
+
+def _constant_ints(inits: dict, name: str):
+    from onnx import numpy_helper
+
+    return [int(v) for v in numpy_helper.to_array(inits[name]).ravel()] if name in inits else None
+
+
+def _slice_plan(node, inits: dict, shape) -> list[tuple[int, list[int]]] | None:
+    """``[(axis, indices)]`` of a constant Slice with a negative step on known dims, else ``None``."""
+    if node.op_type != "Slice" or len(node.input) < 3 or not shape or None in shape:
+        return None
+    starts, ends = _constant_ints(inits, node.input[1]), _constant_ints(inits, node.input[2])
+    axes = _constant_ints(inits, node.input[3]) if len(node.input) > 3 and node.input[3] else list(range(len(starts or [])))
+    steps = _constant_ints(inits, node.input[4]) if len(node.input) > 4 and node.input[4] else [1] * len(starts or [])
+    if None in (starts, ends, axes, steps) or min(steps) > 0:
+        return None
+    plan = [(a % len(shape), slice_indices(shape[a % len(shape)], s, e, st)) for s, e, a, st in zip(starts, ends, axes, steps)]
+    return None if any(not idx for _, idx in plan) else plan
+
+
+def reversing_slice_to_gather(model) -> int:
+    """Turn a ``Slice`` with a negative step into ``Gather``s of the indices it takes.
+
+    Before::  r = Slice(x [2, 3, 4], starts=[-1], ends=[-9223372036854775807], axes=[1], steps=[-1])
+    After::   r = Gather(x, indices=[2, 1, 0], axis=1)
+
+    onnx2tf 1.28 gets reversed slices wrong. onnxsim writes them itself: it turns
+    ``ArgMax(select_last_index=1)`` into ``Sub(n - 1, ArgMax(Slice(x, step -1)))``,
+    and TensorFlow then returned the first index, not the last (8 of 16 ArgMax/ArgMin
+    node tests). Left alone where a bound is not constant or a dim is unknown.
+    """
+    from onnx import helper, numpy_helper
+
+    if not any(n.op_type == "Slice" for n in model.graph.node):
+        return 0
+    inits = {i.name: i for i in model.graph.initializer}
+    shapes = None
+    count = 0
+    for node in [n for n in model.graph.node if n.op_type == "Slice" and n.input[1] in inits]:
+        shapes = _static_shapes(model) if shapes is None else shapes
+        plan = _slice_plan(node, inits, shapes.get(node.input[0]))
+        if plan is None:
+            continue
+        base, source, new = node.name or node.output[0], node.input[0], []
+        for k, (axis, indices) in enumerate(plan):
+            name = f"{base}/gather_{k}"
+            model.graph.initializer.append(numpy_helper.from_array(np.array(indices, np.int64), f"{name}/indices"))
+            out = node.output[0] if k == len(plan) - 1 else f"{name}/out"
+            new.append(helper.make_node("Gather", [source, f"{name}/indices"], [out], name=name, axis=axis))
+            source = out
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        count += 1
+    return count
+
+
+def explicit_kernel_shape(model) -> int:
+    """Write ``kernel_shape`` on a ``ConvTranspose`` that leaves it out (it is optional in ONNX).
+
+    Before::  y = ConvTranspose(x, W [1, 2, 3, 3])
+    After::   y = ConvTranspose(x, W [1, 2, 3, 3], kernel_shape=[3, 3])
+
+    onnx2tf 1.28 reads the kernel's rank from the attribute and fails without it
+    ("axes don't match array"): 10 of 11 ConvTranspose node tests.
+    """
+    from onnx import helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type in ("ConvTranspose", "Conv") and len(node.input) > 1 and node.input[1] in inits:
+            if not any(a.name == "kernel_shape" for a in node.attribute):
+                node.attribute.append(helper.make_attribute("kernel_shape", list(inits[node.input[1]].dims[2:])))
+                count += 1
+    return count
