@@ -73,6 +73,52 @@ def learning_rate_schedule(peak: float, steps: int):
     return keras.optimizers.schedules.CosineDecay(0.0, max(1, steps - warmup), warmup_target=peak, warmup_steps=warmup)
 
 
+def layer_groups(graph, head, decay: float) -> list[tuple[list, float]]:
+    """``[(variables, learning-rate multiplier)]``: the head 1, then each weight layer down ``decay`` times the one above.
+
+    Layer-wise decay (discriminative learning rates): the layers nearest the input hold the most general
+    features and move least. ``decay=1`` gives every variable the same rate.
+    """
+    groups = [(list(head.trainable_variables), 1.0)]
+    for depth, layer in enumerate(graph.variables_by_layer(), start=1):
+        if layer:
+            groups.append((layer, decay**depth))
+    return groups
+
+
+class LayerwiseAdam:
+    """Adam with one learning-rate schedule per group of variables (``apply_gradients`` like a Keras optimizer).
+
+    Adam's step does not depend on the gradient's scale, so per-layer rates need one optimizer per rate.
+
+    Example:
+        >>> opt = LayerwiseAdam([(head_vars, 1.0), (top_layer_vars, 0.8)], lambda m: 3e-4 * m)
+        >>> opt.apply_gradients(zip(grads, head_vars + top_layer_vars))
+    """
+
+    def __init__(self, groups: list[tuple[list, float]], schedule):
+        import keras
+
+        self.optimizers, self._group = [], {}
+        for i, (variables, multiplier) in enumerate(groups):
+            optimizer = keras.optimizers.Adam(schedule(multiplier))
+            optimizer.build(variables)
+            self.optimizers.append(optimizer)
+            self._group.update({id(v): i for v in variables})
+
+    @property
+    def variables(self) -> list:
+        return [v for optimizer in self.optimizers for v in optimizer.variables]
+
+    def apply_gradients(self, pairs) -> None:
+        buckets = [[] for _ in self.optimizers]
+        for gradient, variable in pairs:
+            buckets[self._group[id(variable)]].append((gradient, variable))
+        for optimizer, bucket in zip(self.optimizers, buckets):
+            if bucket:
+                optimizer.apply_gradients(bucket)
+
+
 def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkpoint=None, resume: bool = False,
               progress: bool = True, log=print) -> dict:
     """Train ``graph``'s variables and ``head`` together for ``config.fine_tune_epochs`` (fixed schedule).
@@ -85,8 +131,8 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
         head: the phase-1 head (Keras), trained on the same training images.
         extractor: the ``FeatureExtractor`` (model, preprocessing, layout).
         train, judge: lists of ``(path, label index)``; ``judge`` may be empty (a refit on every image).
-        config: ``TrainConfig`` (``fine_tune_epochs``, ``fine_tune_learning_rate`` (the peak),
-            ``fine_tune_label_smoothing``, ``augment``, ``seed``).
+        config: ``TrainConfig`` (``fine_tune_epochs``, ``fine_tune_learning_rate`` (the peak, the head's),
+            ``fine_tune_layer_decay``, ``fine_tune_label_smoothing``, ``augment``, ``seed``).
 
     Returns:
         ``{"history": dict, "forward": callable (images, training) -> probabilities}``.
@@ -94,13 +140,11 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
     Example:
         >>> result = fine_tune(extractor.trainable(16), head, extractor, train, held_out, 5, TrainConfig())
     """
-    import keras
-
     model, y_train = extractor.model, np.array([label for _, label in train])
     variables = graph.trainable_variables + head.trainable_variables
     steps = config.fine_tune_epochs * -(-len(train) // config.batch_size)
-    optimizer = keras.optimizers.Adam(learning_rate_schedule(config.fine_tune_learning_rate, steps))
-    optimizer.build(variables)
+    optimizer = LayerwiseAdam(layer_groups(graph, head, config.fine_tune_layer_decay),
+                              lambda peak: learning_rate_schedule(config.fine_tune_learning_rate * peak, steps))
 
     def forward(x, training):
         return head(graph(x), training=training)

@@ -37,7 +37,8 @@ class TrainConfig:
         fine_tune: phase 2 trains the last N weight layers of the backbone with the head (0: off); kept
             only when it beats the frozen head on the held-out images it was not trained on.
         fine_tune_epochs: phase 2's fixed epoch budget (warm-up, then cosine decay; the last epoch is kept).
-        fine_tune_learning_rate: phase 2's peak learning rate (Adam).
+        fine_tune_learning_rate: phase 2's peak learning rate (Adam), the head's and the top layer's.
+        fine_tune_layer_decay: each weight layer further down trains at this times the rate of the one above.
         fine_tune_label_smoothing: phase 2's (it keeps the head from growing over-confident on few images).
         augment: random flip/rotation/zoom/brightness/contrast during phase 2.
     """
@@ -57,6 +58,7 @@ class TrainConfig:
     fine_tune: int = 0
     fine_tune_epochs: int = 3
     fine_tune_learning_rate: float = 3e-4
+    fine_tune_layer_decay: float = 1.0
     fine_tune_label_smoothing: float = 0.1
     augment: bool = True
 

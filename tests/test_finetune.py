@@ -79,3 +79,33 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     np.testing.assert_allclose(resumed["loss"], straight["loss"], rtol=1e-5)
     for a, b in zip(w_resumed, w_straight):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_wise_decay_moves_each_layer_by_its_own_rate(tiny_converted):
+    """Adam's first step moves every weight by about its learning rate: the head by lr, layer d by lr * decay**d."""
+    import tensorflow as tf
+
+    from converter.graph.frozen import frozen_graph
+    from converter.graph.trainable import TrainableGraph
+    from retrain.finetune import LayerwiseAdam, layer_groups
+    from retrain.train import TrainConfig, build_head, train_step
+
+    graph_def, frozen = frozen_graph(tiny_converted.model.saved_model)
+    x_name, y_name = frozen.inputs[0].name, frozen.outputs[0].name
+    graph = TrainableGraph(graph_def, x_name, y_name, 2)
+    by_layer = graph.variables_by_layer()
+    assert [len(vs) for vs in by_layer] == [2, 2]  # weights and bias of each, the top layer first
+    assert sum(by_layer, []) == graph.trainable_variables[2:] + graph.trainable_variables[:2]
+    head = build_head(int(frozen.outputs[0].shape[-1]), 3, TrainConfig(dropout=0.0))
+    groups = layer_groups(graph, head, decay=0.5)
+    assert [m for _, m in groups] == [1.0, 0.5, 0.25]
+    optimizer = LayerwiseAdam(groups, lambda multiplier: 1e-3 * multiplier)
+    variables = [v for vs, _ in groups for v in vs]
+    before = [v.numpy().copy() for v in variables]
+    step = train_step(lambda x, training: head(graph(x), training=training), variables, optimizer, 3, 0.0)
+    x = tf.random.stateless_uniform([4, *frozen.inputs[0].shape[1:]], seed=(1, 2))
+    step(x, tf.constant([0, 1, 2, 0]), tf.ones(4))
+    moved = iter(np.abs(v.numpy() - b).max() for v, b in zip(variables, before))
+    for vs, multiplier in groups:
+        for _ in vs:
+            np.testing.assert_allclose(next(moved), 1e-3 * multiplier, rtol=0.02)

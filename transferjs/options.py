@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="phase 2: also train the backbone's last N weight layers (convolutions/dense), on augmented images")
     r.add_argument("--fine-tune-epochs", type=POSITIVE_INT, default=3, help="fixed budget (warm-up, cosine decay)")
     r.add_argument("--fine-tune-learning-rate", type=POSITIVE, default=3e-4, help="peak learning rate")
+    r.add_argument("--fine-tune-layer-decay", type=POSITIVE, default=1.0,
+                   help="each backbone layer further down trains at this times the rate of the one above (e.g. 0.9)")
     r.add_argument("--no-augment", action="store_true", help="no random flip/rotation/zoom/brightness/contrast in phase 2")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run (same settings) from its last checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")

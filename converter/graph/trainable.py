@@ -59,6 +59,20 @@ class TrainableGraph:
     def trainable_variables(self) -> list:
         return list(self.variables.values())
 
+    def variables_by_layer(self) -> list[list]:
+        """The trainable variables grouped by weight layer, the top (nearest the output) first.
+
+        Example:
+            >>> [len(vs) for vs in TrainableGraph(gd, "x:0", "f:0", 3).variables_by_layer()]
+            [2, 1, 2]
+        """
+        groups, taken = [], set()
+        for layer in reversed(self.trainable_layer_names):
+            names = [c + ":0" for c in self._layer_constants([layer]) if c + ":0" not in taken]
+            taken.update(names)
+            groups.append([self.variables[n] for n in names])
+        return groups
+
     def ancestors(self) -> list[str]:
         """Nodes the output depends on, in the GraphDef's (topological) order."""
         seen, stack = set(), [_base(self.output_name)]
