@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,13 @@ from converter.errors import InputError
 from converter.model import ConvertedModel, Preprocessing
 from retrain.data import read_csv, scan_folder
 from retrain.evaluation import describe_head, keras_head, plan_evaluation
+from retrain.feature_store import extract_to_store
 from retrain.features import FeatureExtractor, cached_features
 from retrain.normalization import missing_normalization_warning
-from retrain.phases import fine_tune_phase, frozen_phase
+from retrain.phases import fine_tune_phase
 from retrain.progress import Progress
 from retrain.report_gallery import confident_mistakes
+from retrain.streamed_phase import StoreRows, baseline_sample, frozen_head_phase
 from retrain.run_state import discard_unless_checkpointed, fingerprint, prepare_run_dir, run_dir
 from retrain.train import TrainConfig, raw_pixel_baseline
 from retrain.writing import score_check_model, write_outputs
@@ -116,23 +119,23 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         if before_training is not None:
             before_training()
         fx = FeatureExtractor(backbone, feature_node)
+    stack = contextlib.ExitStack()
     with _timed(seconds, "features"):
-        feats, usable, skipped = _features(fx, dataset, cache_dir, progress)
+        x, usable, skipped = _features(fx, dataset, cache_dir, progress, config, stack)
     items = [(dataset.items[i][0], dataset.items[i][1]) for i in usable]
-    y, x = np.array([label for _, label in items], int), feats[usable]
+    y = np.array([label for _, label in items], int)
     plan = plan_evaluation(y, config, _given_test_positions(dataset, usable), test_split)
     checkpoints = run_dir(out)
     prepare_run_dir(checkpoints, fingerprint(fx, dataset, plan.folds, config), resume, log)
-    with discard_unless_checkpointed(checkpoints):
+    with stack, discard_unless_checkpointed(checkpoints):
         with _timed(seconds, "train_head"):
-            frozen = frozen_phase(x, y, dataset.labels, plan, config, log)
+            frozen = frozen_head_phase(x, y, dataset.labels, plan, config, log)
         report = _report(model_dir, fx, dataset, skipped, plan, frozen, config)
         run = _Run(fx, items, y, dataset.labels, plan, config, report, seconds)
         check_model, delivered, shown = _phases(run, frozen, checkpoints, resume, progress, log)
         if baseline:
             with _timed(seconds, "baseline"):
-                report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(
-                    run.paths(plan.check_training), y[plan.check_training], run.paths(plan.check), y[plan.check], seed=config.seed)
+                _baseline(run, report)
         report["misclassified"] = confident_mistakes(run.paths(shown["positions"]), y[shown["positions"]],
                                                      shown["probabilities"], dataset.labels)
         check_items = [items[i] for i in plan.check]
@@ -199,8 +202,22 @@ def _backbone(model_dir, overrides: dict | None, log):
     return dataclasses.replace(backbone, preprocessing=_preprocessing(backbone, overrides))
 
 
-def _features(fx, dataset, cache_dir, progress: bool):
-    """Every image's features (from the cache when known); positions of the readable ones; all skipped files."""
+def _baseline(run: _Run, report: dict) -> None:
+    """The raw-pixel baseline's accuracy (on a seeded sample of each side above ``BASELINE_MAX_IMAGES``)."""
+    plan, y, seed = run.plan, run.y, run.config.seed
+    train, test = baseline_sample(plan.check_training, seed), baseline_sample(plan.check, seed + 1)
+    report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(run.paths(train), y[train], run.paths(test), y[test], seed=seed)
+    if len(train) < len(plan.check_training) or len(test) < len(plan.check):
+        report["baseline_raw_pixels_sample"] = {"train": len(train), "test": len(test),
+                                                "of": [len(plan.check_training), len(plan.check)]}
+
+
+def _features(fx, dataset, cache_dir, progress: bool, config, stack: contextlib.ExitStack):
+    """Every image's features (from the cache when known); positions of the readable ones; all skipped files.
+
+    Up to ``config.kfold_max_images`` images: an (N, dim) array. Above: a ``StoreRows`` over a feature
+    store in a temporary folder of the cache (removed when ``stack`` closes), read chunk by chunk.
+    """
     paths = [p for p, _ in dataset.items]
     bar = Progress("features", len(paths), enabled=progress)
     first = []  # the first report counts the cached images
@@ -209,12 +226,20 @@ def _features(fx, dataset, cache_dir, progress: bool):
         first.append(done)
         bar.update(done - bar.done)
 
-    feats, ok, failed = cached_features(fx, paths, Path(cache_dir or default_cache_dir()), progress=advance)
+    cache = Path(cache_dir or default_cache_dir())
+    if len(paths) > config.kfold_max_images:
+        cache.mkdir(parents=True, exist_ok=True)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".feature-store-", dir=cache)))
+        store, failed = extract_to_store(fx, paths, cache, folder, progress=advance)
+        ok = store.ok
+    else:
+        feats, ok, failed = cached_features(fx, paths, cache, progress=advance)
     bar.close(f"{first[0] if first else 0} from the cache")
     usable = np.flatnonzero(ok)
     if len(usable) < 2:
         raise InputError(f"Only {len(usable)} readable image(s) are left; retraining needs images of at least 2 classes")
-    return feats, usable, dataset.skipped + sorted(failed.items())
+    x = StoreRows(store, usable) if len(paths) > config.kfold_max_images else feats[usable]
+    return x, usable, dataset.skipped + sorted(failed.items())
 
 
 def _given_test_positions(dataset, usable: np.ndarray):

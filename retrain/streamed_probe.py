@@ -1,0 +1,170 @@
+"""The linear head (``linear_probe``) fitted on a ``FeatureStore`` chunk by chunk: memory independent of N.
+
+The same problem as ``linear_probe.fit_softmax_regression`` — weighted mean cross-entropy plus
+``0.5 * l2 * |W|^2`` on standardized features, L-BFGS — but the mean, the spread, the loss and its
+gradient are sums over chunks of rows read from disk, accumulated in float64 in row order. A sum
+over chunks is what a data-parallel worker contributes, so the same objective serves sharded
+training: ``objective_terms`` on each worker's rows, summed (all-reduced), gives every worker the
+same numbers and hence the same L-BFGS steps.
+
+Example:
+    >>> data = StreamedFeatures(store, rows=np.flatnonzero(store.ok))
+    >>> probe = fit_streamed(data, y, classes=5, l2=0.1)
+    >>> predict_streamed(probe, store, rows).argmax(1)
+    array([3, 0, ...])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from retrain.feature_store import CHUNK_ROWS
+from retrain.linear_probe import L2_GRID, LinearProbe, best_l2, class_balanced_weights
+
+
+class StreamedFeatures:
+    """Store rows ``rows`` (sorted), with their mean and spread computed in one streaming pass.
+
+    The scale floor is ``linear_probe.StandardizedFeatures``' (a tenth of the mean spread); the
+    span projection it uses below ``dim`` images is not needed: a store is for many images.
+    """
+
+    def __init__(self, store, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS):
+        self.store, self.rows, self.chunk_rows = store, np.sort(np.asarray(rows, int)), chunk_rows
+        total, squares = np.zeros(store.dim), np.zeros(store.dim)
+        shift = None
+        for _, x in store.batches(self.rows, chunk_rows):
+            x = x.astype(np.float64)
+            shift = x[0].copy() if shift is None else shift  # shifted sums keep the variance accurate
+            total += (x - shift).sum(0)
+            squares += ((x - shift) ** 2).sum(0)
+        n = len(self.rows)
+        centred = total / n
+        self.mean = shift + centred
+        std = np.sqrt(np.maximum(squares / n - centred**2, 0.0))
+        self.scale = np.maximum(std, 0.1 * std.mean() + 1e-12)
+
+    def chunks(self):
+        """``(index into self.rows, standardized float64 rows)`` chunk by chunk."""
+        done = 0
+        for picked, x in self.store.batches(self.rows, self.chunk_rows):
+            yield slice(done, done + len(picked)), (x.astype(np.float64) - self.mean) / self.scale
+            done += len(picked)
+
+    def to_raw(self, kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raw = kernel / self.scale[:, None]
+        return raw, bias - self.mean @ raw
+
+    def from_raw(self, kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return kernel * self.scale[:, None], bias + self.mean @ kernel
+
+
+def objective_terms(data: StreamedFeatures, kernel, bias, target_of, w: np.ndarray):
+    """Σ over ``data``'s rows of ``w * cross-entropy`` and its gradient (no penalty): one worker's share.
+
+    ``target_of(index)``: the (rows, classes) soft targets of those rows; ``w``: per-row weights.
+    """
+    loss, g_kernel, g_bias = 0.0, np.zeros_like(kernel), np.zeros_like(bias)
+    for index, z in data.chunks():
+        logits = z @ kernel + bias
+        logits -= logits.max(1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        target = target_of(index)
+        loss -= float((w[index] * (target * log_p).sum(1)).sum())
+        g = (np.exp(log_p) - target) * w[index][:, None]
+        g_kernel += z.T @ g
+        g_bias += g.sum(0)
+    return loss, g_kernel, g_bias
+
+
+def fit_streamed(data: StreamedFeatures, y: np.ndarray, classes: int, l2: float, sample_weight=None,
+                 label_smoothing: float = 0.0, init: LinearProbe | None = None, max_iter: int = 500,
+                 reduce=None) -> LinearProbe:
+    """Minimise weighted mean cross-entropy + ``0.5 * l2 * |W|^2`` over ``data`` (L-BFGS, chunked).
+
+    Args:
+        data: the rows, standardized; y: their labels (aligned with ``data.rows``).
+        sample_weight: per-row weights (default all 1), normalised to sum 1 over every worker's rows.
+        reduce: ``reduce(array) -> array`` summing an array over workers (default: one worker, identity).
+
+    Returns:
+        The fitted ``LinearProbe`` on raw features.
+
+    Example:
+        >>> probe = fit_streamed(StreamedFeatures(store, rows), y, classes=3, l2=0.1)
+    """
+    from scipy.optimize import minimize
+
+    reduce = reduce or (lambda a: a)
+    dim = data.store.dim
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    w = w / float(reduce(np.array([w.sum()]))[0])
+    y = np.asarray(y, int)
+
+    def target_of(index):
+        t = np.full((len(y[index]), classes), label_smoothing / classes)
+        t[np.arange(len(t)), y[index]] += 1.0 - label_smoothing
+        return t
+
+    def objective(theta):
+        kernel, bias = theta[: dim * classes].reshape(dim, classes), theta[dim * classes:]
+        loss, g_kernel, g_bias = objective_terms(data, kernel, bias, target_of, w)
+        total = reduce(np.concatenate([[loss], g_kernel.ravel(), g_bias]))
+        loss, grad = total[0] + 0.5 * l2 * (kernel**2).sum(), total[1:]
+        grad[: dim * classes] += l2 * kernel.ravel()
+        return loss, grad
+
+    theta0 = np.zeros(dim * classes + classes)
+    if init is not None:
+        kernel0, bias0 = data.from_raw(init.kernel, init.bias)
+        theta0[: dim * classes], theta0[dim * classes:] = kernel0.ravel(), bias0
+    with threadpool_limits(limits=1, user_api="blas"):  # as linear_probe: skinny products, a loaded machine
+        result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
+                          options={"maxiter": max_iter, "ftol": 1e-6, "gtol": 1e-4})
+    kernel, bias = data.to_raw(result.x[: dim * classes].reshape(dim, classes), result.x[dim * classes:])
+    return LinearProbe(kernel, bias, l2)
+
+
+def predict_streamed(probe: LinearProbe, store, rows: np.ndarray) -> np.ndarray:
+    """Probabilities of ``probe`` on store rows ``rows`` (sorted), chunk by chunk: (len(rows), classes)."""
+    out = [probe.predict_proba(x) for _, x in store.batches(np.sort(np.asarray(rows, int)))]
+    return np.concatenate(out) if out else np.zeros((0, len(probe.bias)), np.float32)
+
+
+def choose_streamed(store, rows: np.ndarray, y: np.ndarray, classes: int, folds: list[np.ndarray],
+                    l2: float | None = None, grid=L2_GRID, label_smoothing: float = 0.0) -> LinearProbe:
+    """``linear_probe.choose_and_fit`` on store rows: the strength by CV over ``folds`` (or ``l2``), then a fit on all.
+
+    ``folds``: index arrays into ``rows``/``y``. Class-balanced weights, as the in-memory head.
+    """
+    rows, y = np.asarray(rows, int), np.asarray(y, int)
+    order = np.argsort(rows, kind="stable")
+    rows, y = rows[order], y[order]  # the store is read in row order
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    folds = [np.sort(inverse[f]) for f in folds]
+    cv = None
+    if l2 is None:
+        cv = _cross_validate(store, rows, y, classes, folds, grid, label_smoothing)
+        l2 = best_l2(cv)
+    probe = fit_streamed(StreamedFeatures(store, rows), y, classes, l2, class_balanced_weights(y, classes),
+                         label_smoothing)
+    probe.cv = cv
+    return probe
+
+
+def _cross_validate(store, rows, y, classes: int, folds, grid, label_smoothing: float) -> dict:
+    scores = {}
+    for held in folds:
+        train = np.setdiff1d(np.arange(len(y)), held)
+        data, previous = StreamedFeatures(store, rows[train]), None
+        weight = class_balanced_weights(y[train], classes)
+        for l2 in sorted(grid, reverse=True):  # strong to weak: each fit warm-starts the next
+            previous = fit_streamed(data, y[train], classes, l2, weight, label_smoothing, previous)
+            p = predict_streamed(previous, store, rows[held])
+            s = scores.setdefault(l2, {"correct": 0.0, "loss": 0.0, "n": 0})
+            s["correct"] += float((p.argmax(1) == y[held]).sum())
+            s["loss"] -= float(np.log(np.clip(p[np.arange(len(held)), y[held]], 1e-7, 1)).sum())
+            s["n"] += len(held)
+    return {l2: {"accuracy": s["correct"] / s["n"], "loss": s["loss"] / s["n"]} for l2, s in sorted(scores.items())}
