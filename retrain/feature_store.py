@@ -13,7 +13,7 @@ Example:
     ...     for rows, ok in chunks:
     ...         writer.append(rows, ok)
     >>> store = FeatureStore("run/features", key=fx.key)
-    >>> for positions, rows in store.batches():        # (<= 4096,) int, (<= 4096, 1280) float32
+    >>> for positions, rows in store.batches():        # (<= 1024,) int, (<= 1024, 1280) float32
     ...     ...
 """
 
@@ -33,7 +33,8 @@ from converter.images import load_rgb, preprocess
 from retrain.features import read_cache_entry
 
 FEATURES, OK, MANIFEST = "features.npy", "ok.npy", "manifest.json"
-CHUNK_ROWS = 4096
+# 1,024 rows of 1,280 float32 features are 5 MB: what a reader holds, whatever the number of images.
+CHUNK_ROWS = 1024
 
 
 class FeatureStoreWriter:

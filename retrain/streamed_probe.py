@@ -46,10 +46,17 @@ class StreamedFeatures:
         self.scale = np.maximum(std, 0.1 * std.mean() + 1e-12)
 
     def chunks(self):
-        """``(index into self.rows, standardized float64 rows)`` chunk by chunk."""
-        done = 0
+        """``(index into self.rows, standardized float64 rows)`` chunk by chunk.
+
+        The rows are computed in place in one buffer, valid until the next chunk (no allocation per chunk:
+        a fresh float64 array each time left the allocator's peak growing with the number of chunks).
+        """
+        done, buffer = 0, np.empty((self.chunk_rows, self.store.dim))
         for picked, x in self.store.batches(self.rows, self.chunk_rows):
-            yield slice(done, done + len(picked)), (x.astype(np.float64) - self.mean) / self.scale
+            z = buffer[: len(picked)]
+            np.subtract(x, self.mean, out=z)
+            np.divide(z, self.scale, out=z)
+            yield slice(done, done + len(picked)), z
             done += len(picked)
 
     def to_raw(self, kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
