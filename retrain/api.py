@@ -11,24 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
+import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from converter.atomic import check_writable
+from converter.atomic import check_writable, remove_stale_files
 from converter.cache import cache_root
 from converter.errors import InputError
 from converter.model import ConvertedModel, Preprocessing
 from retrain.data import read_csv, scan_folder
+from retrain.distributed import SINGLE, Workers
 from retrain.evaluation import describe_head, keras_head, plan_evaluation
+from retrain.feature_store import extract_to_store
 from retrain.features import FeatureExtractor, cached_features
 from retrain.normalization import missing_normalization_warning
-from retrain.phases import fine_tune_phase, frozen_phase
+from retrain.phases import fine_tune_phase
 from retrain.progress import Progress
 from retrain.report_gallery import confident_mistakes
+from retrain.streamed_phase import StoreRows, baseline_sample, frozen_head_phase
 from retrain.run_state import discard_unless_checkpointed, fingerprint, prepare_run_dir, run_dir
 from retrain.train import TrainConfig, raw_pixel_baseline
 from retrain.writing import score_check_model, write_outputs
@@ -71,7 +77,8 @@ def _preprocessing(model, overrides: dict | None = None):
 def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_split: float = 0.15,
             feature_node: str | None = None, cache_dir=None, overwrite: bool = False, baseline: bool = True,
             verify: bool = True, resume: bool = False, progress: bool = True, log=print,
-            preprocessing: dict | None = None, allow_outside: bool = False, before_training=None) -> RetrainResult:
+            preprocessing: dict | None = None, allow_outside: bool = False, before_training=None,
+            workers: Workers | None = None) -> RetrainResult:
     """Train a new head on ``data`` over the features of ``model_dir`` (then optionally fine-tune); write ``out``.
 
     Settings are chosen and accuracy is estimated on held-out images only (k-fold cross-validation up
@@ -96,6 +103,10 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
             ONNX file may not name external data outside its folder).
         before_training: called once the model folder and the data are checked, before TensorFlow starts
             (the CLI makes TensorFlow's ops deterministic there; bad input is answered in a second).
+        workers: run as one of several workers (``distributed.join_cluster()``; every worker calls
+            ``retrain`` with the same arguments): features extracted in shards into the shared cache,
+            the head fitted data-parallel from the feature store; only the chief (rank 0) writes ``out``
+            and the checkpoints; the others return a ``RetrainResult`` without ``model`` and ``bundle``.
 
     Returns:
         A ``RetrainResult``.
@@ -109,30 +120,38 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         ParityError: an exported TF.js bundle differs from its SavedModel.
     """
     check_writable(out, overwrite, (model_dir, data, cache_dir))
-    seconds = {}
+    if workers is not None and workers.count > 1 and config.fine_tune:
+        raise InputError(f"--fine-tune runs on one worker only (not yet data-parallel); received {workers.count} "
+                         "workers: drop --fine-tune, or fine-tune with --workers 1")
+    seconds, chief = {}, workers is None or workers.chief
     with _timed(seconds, "load"):
         backbone = _backbone(model_dir, preprocessing, log)
         dataset = read_csv(data, allow_outside) if str(data).endswith(".csv") else scan_folder(data)
         if before_training is not None:
             before_training()
         fx = _feature_extractor(backbone, feature_node)
+    stack = contextlib.ExitStack()
     with _timed(seconds, "features"):
-        feats, usable, skipped = _features(fx, dataset, cache_dir, progress)
+        x, usable, skipped = _features(fx, dataset, cache_dir, progress, config, stack, workers)
     items = [(dataset.items[i][0], dataset.items[i][1]) for i in usable]
-    y, x = np.array([label for _, label in items], int), feats[usable]
+    y = np.array([label for _, label in items], int)
     plan = plan_evaluation(y, config, _given_test_positions(dataset, usable), test_split)
     checkpoints = run_dir(out)
-    prepare_run_dir(checkpoints, fingerprint(fx, dataset, plan.folds, config), resume, log)
-    with discard_unless_checkpointed(checkpoints):
+    if chief:
+        prepare_run_dir(checkpoints, fingerprint(fx, dataset, plan.folds, config), resume, log)
+    with stack, discard_unless_checkpointed(checkpoints):
         with _timed(seconds, "train_head"):
-            frozen = frozen_phase(x, y, dataset.labels, plan, config, log)
+            frozen = frozen_head_phase(x, y, dataset.labels, plan, config, log, workers or SINGLE)
         report = _report(model_dir, fx, dataset, skipped, plan, frozen, config)
+        report["workers"] = workers.count if workers is not None else 1
+        if not chief:
+            workers.barrier()  # the chief writes every output: wait until it has
+            return RetrainResult(report, None, None, [])
         run = _Run(fx, items, y, dataset.labels, plan, config, report, seconds)
         check_model, delivered, shown = _phases(run, frozen, checkpoints, resume, progress, log)
         if baseline:
             with _timed(seconds, "baseline"):
-                report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(
-                    run.paths(plan.check_training), y[plan.check_training], run.paths(plan.check), y[plan.check], seed=config.seed)
+                _baseline(run, report)
         report["misclassified"] = confident_mistakes(run.paths(shown["positions"]), y[shown["positions"]],
                                                      shown["probabilities"], dataset.labels)
         check_items = [items[i] for i in plan.check]
@@ -142,6 +161,8 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         model = write_outputs(out, overwrite, backbone, fx, delivered, dataset.labels, report, seconds, verify,
                               None if config.refit else check_items)
     shutil.rmtree(checkpoints, ignore_errors=True)
+    if workers is not None:
+        workers.barrier()  # the others wait for the outputs
     held_out = [(items[i][0], dataset.labels[y[i]]) for i in plan.check]
     return RetrainResult(report, model, Path(out) / "tfjs", held_out)
 
@@ -233,8 +254,23 @@ def _feature_extractor(backbone, feature_node):
                          f"at that size, or retrain at its own size. ({str(e).splitlines()[0][:160]})") from e
 
 
-def _features(fx, dataset, cache_dir, progress: bool):
-    """Every image's features (from the cache when known); positions of the readable ones; all skipped files."""
+def _baseline(run: _Run, report: dict) -> None:
+    """The raw-pixel baseline's accuracy (on a seeded sample of each side above ``BASELINE_MAX_IMAGES``)."""
+    plan, y, seed = run.plan, run.y, run.config.seed
+    train, test = baseline_sample(plan.check_training, seed), baseline_sample(plan.check, seed + 1)
+    report["baseline_raw_pixels_accuracy"] = raw_pixel_baseline(run.paths(train), y[train], run.paths(test), y[test], seed=seed)
+    if len(train) < len(plan.check_training) or len(test) < len(plan.check):
+        report["baseline_raw_pixels_sample"] = {"train": len(train), "test": len(test),
+                                                "of": [len(plan.check_training), len(plan.check)]}
+
+
+def _features(fx, dataset, cache_dir, progress: bool, config, stack: contextlib.ExitStack, workers=None):
+    """Every image's features (from the cache when known); positions of the readable ones; all skipped files.
+
+    Up to ``config.kfold_max_images`` images: an (N, dim) array. Above, or with ``workers``: a ``StoreRows``
+    over a feature store in a temporary folder of the cache (removed when ``stack`` closes), read chunk by
+    chunk; each worker first computes its shard into the (shared) cache.
+    """
     paths = [p for p, _ in dataset.items]
     bar = Progress("features", len(paths), enabled=progress)
     first = []  # the first report counts the cached images
@@ -243,12 +279,35 @@ def _features(fx, dataset, cache_dir, progress: bool):
         first.append(done)
         bar.update(done - bar.done)
 
-    feats, ok, failed = cached_features(fx, paths, Path(cache_dir or default_cache_dir()), progress=advance)
+    cache, streamed = Path(cache_dir or default_cache_dir()), workers is not None or len(paths) > config.kfold_max_images
+    if streamed:
+        folder = Path(stack.enter_context(_store_folder(cache)))
+        if workers is not None and workers.count > 1:
+            extract_to_store(fx, workers.shard(paths), cache, folder / "shard", progress=advance)
+            shutil.rmtree(folder / "shard")
+            workers.barrier()  # every image's features are in the shared cache now
+        store, failed = extract_to_store(fx, paths, cache, folder / "all", progress=None if first else advance)
+        ok = store.ok
+    else:
+        feats, ok, failed = cached_features(fx, paths, cache, progress=advance)
     bar.close(f"{first[0] if first else 0} from the cache")
     usable = np.flatnonzero(ok)
     if len(usable) < 2:
         raise InputError(f"Only {len(usable)} readable image(s) are left; retraining needs images of at least 2 classes")
-    return feats, usable, dataset.skipped + sorted(failed.items())
+    x = StoreRows(store, usable) if streamed else feats[usable]
+    return x, usable, dataset.skipped + sorted(failed.items())
+
+
+def _store_folder(cache: Path):
+    """A temporary folder for this run's feature store in ``cache``; those of this machine's dead runs go.
+
+    Named with the host and process id: on storage shared by a cluster only this machine's own
+    leftovers (a ``kill -9``) are judged by their process id.
+    """
+    prefix = f".feature-store-{socket.gethostname()}.partial-"
+    cache.mkdir(parents=True, exist_ok=True)
+    remove_stale_files(cache, prefix + "*")
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=cache)
 
 
 def _given_test_positions(dataset, usable: np.ndarray):

@@ -132,7 +132,7 @@ def cached_features(fx: FeatureExtractor, paths: list[Path], cache_dir: Path, ba
     remove_stale_files(cache)
     for i, p in enumerate(paths):
         key = cache / (hashlib.sha256(Path(p).read_bytes()).hexdigest()[:32] + ".npy")
-        cached = _cached(key, fx.dim)
+        cached = read_cache_entry(key, fx.dim)
         if cached is not None:
             feats[i], ok[i] = cached, True
         else:
@@ -159,7 +159,7 @@ def cached_features(fx: FeatureExtractor, paths: list[Path], cache_dir: Path, ba
     return feats, ok, failed
 
 
-def _cached(key: Path, dim: int):
+def read_cache_entry(key: Path, dim: int):
     """A cache entry's features, or ``None`` when it is missing or unreadable (truncated, foreign, wrong size)."""
     if not key.exists():
         return None
@@ -168,3 +168,6 @@ def _cached(key: Path, dim: int):
     except (OSError, ValueError, EOFError):
         return None
     return value if value.shape == (dim,) and value.dtype == np.float32 else None
+
+
+_cached = read_cache_entry  # the name older tests use

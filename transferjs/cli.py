@@ -23,9 +23,11 @@ from converter.runtimes.bundle_apps import predict_with_node, serve_command
 from converter.sources.torch import parse_kwargs
 from converter.verify.tolerance import Tolerance
 from retrain import TrainConfig, retrain
+from retrain.distributed import join_cluster
 from retrain.features import candidate_nodes, default_feature_node
 from transferjs.console import configure, deterministic_ops
 from transferjs.options import build_parser
+from transferjs.workers import run_local_workers
 
 def _export_options(args):
 
@@ -165,7 +167,11 @@ def cmd_serve(args) -> int:
 def cmd_retrain(args) -> int:
     from pathlib import Path
 
-
+    if args.workers and not os.environ.get("TF_CONFIG"):  # this process starts the workers and waits
+        return run_local_workers([sys.executable, "-m", "transferjs.cli", *args.argv], args.workers)
+    workers = join_cluster() if os.environ.get("TF_CONFIG") else None
+    if workers is not None and args.workers and workers.count != args.workers:
+        raise InputError(f"--workers {args.workers} but TF_CONFIG names {workers.count} workers")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, hidden=args.hidden,
                          label_smoothing=args.label_smoothing, patience=args.patience, seed=args.seed,
                          fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
@@ -176,8 +182,11 @@ def cmd_retrain(args) -> int:
                      args.feature_node, args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline,
                      resume=args.resume, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
                      preprocessing=_preprocessing_overrides(args), allow_outside=args.allow_outside,
-                     before_training=deterministic_ops)
+                     before_training=deterministic_ops, workers=workers)
     r = result.report
+    if workers is not None and not workers.chief:
+        print(f"worker {workers.rank} of {workers.count}: done (the chief wrote {args.out})")
+        return 0
     print(f"Retrained {args.model_dir} on {sum(r['dataset']['counts'].values())} images, {len(r['dataset']['labels'])} classes "
           f"-> {args.out}")
     print(f"  split {r['dataset']['split']}; skipped {len(r['skipped'])} unreadable file(s)")
@@ -231,6 +240,7 @@ COMMANDS = {"convert": cmd_convert, "export": cmd_export, "predict": cmd_predict
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # --workers starts this same command again
     if not args.command:
         parser.print_help()
         return 2
