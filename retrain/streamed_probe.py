@@ -21,13 +21,13 @@ from threadpoolctl import threadpool_limits
 
 from retrain.distributed import SINGLE, Workers, blocked_sum
 from retrain.feature_store import CHUNK_ROWS
-from retrain.linear_probe import L2_GRID, LinearProbe, best_l2, class_balanced_weights
+from retrain.linear_probe import L2_GRID, SCALE_FLOOR, LinearProbe, best_l2, class_balanced_weights
 
 
 class StreamedFeatures:
     """Store rows ``rows`` (sorted), with their mean and spread computed in two streaming passes.
 
-    The scale floor is ``linear_probe.StandardizedFeatures``' (a tenth of the mean spread); the
+    The scale floor is ``linear_probe.StandardizedFeatures``' (``SCALE_FLOOR`` times the mean spread); the
     span projection it uses below ``dim`` images is not needed for the same optimum.
 
     Args:
@@ -42,7 +42,7 @@ class StreamedFeatures:
         self.mean = self.sum_over_rows(lambda x: x.sum(0), dim) / n
         variance = self.sum_over_rows(lambda x: ((x - self.mean) ** 2).sum(0), dim) / n
         std = np.sqrt(variance)
-        self.scale = np.maximum(std, 0.1 * std.mean() + 1e-12)
+        self.scale = np.maximum(std, SCALE_FLOOR * std.mean() + 1e-12)
 
     def sum_over_rows(self, term, size: int) -> np.ndarray:
         """``Σ term(raw float64 chunk)`` over every row (blocked: each worker its blocks)."""
