@@ -20,7 +20,7 @@ PACKAGES = ("converter", "retrain", "transferjs")
 # (layer number, module prefixes); the longest matching prefix decides.
 LAYERS = [
     (0, ["converter.model", "converter.errors", "converter.layout", "converter.atomic", "converter.logs", "converter.report",
-         "converter.cache"]),
+         "converter.cache", "converter.passes"]),
     (1, ["converter.sources", "converter.graph", "converter.graph_ops", "converter.runtimes", "converter.images",
          "converter.samples", "converter.calibration", "converter.description"]),
     (2, ["converter.export", "converter.verify"]),

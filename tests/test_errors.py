@@ -153,3 +153,20 @@ def test_state_dict_without_factory_says_what_is_needed(tmp_path):
 def test_malformed_input_shape(tiny_onnx, tmp_path, bad):
     proc = run_cli("convert", tiny_onnx, "-o", tmp_path / "out", "--input-shape", bad)
     assert proc.returncode == 2 and "NAME:D0,D1" in proc.stderr
+
+
+def test_a_pass_that_breaks_on_an_odd_graph_is_named_not_a_traceback(tmp_path):
+    """A TF.js pass meeting a node it cannot read (no ``op``) stops with its name and leaves model.json as it was."""
+    import json
+
+    from converter.errors import ConversionError
+    from converter.export.tfjs_passes import apply_passes
+
+    model_json = tmp_path / "model.json"
+    text = json.dumps({"format": "graph-model", "modelTopology": {"node": [{"name": "x", "input": ["y"]}]}, "weightsManifest": []})
+    model_json.write_text(text)
+    with pytest.raises(ConversionError) as err:
+        apply_passes(model_json)
+    assert err.value.stage == "passes"
+    assert str(err.value).startswith("The TF.js pass ") and " failed: KeyError" in str(err.value), str(err.value)
+    assert model_json.read_text() == text

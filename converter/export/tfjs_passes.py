@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from converter.export.tfjs_ops import FUSED_OPS as _FUSED_OPS
+from converter.passes import run_in_order
 from converter.runtimes.tfjs_support import converter_ops, wasm_fusable_activations
 
 _NON_ACTIVATIONS = {"BiasAdd", "Add", "AddV2", "FusedBatchNorm", "FusedBatchNormV3"}
@@ -155,13 +156,7 @@ def apply_passes(model_json: Path, disabled=()) -> dict[str, int]:
     """Run the passes on ``model_json`` in order (except those named in ``disabled``), rewrite it,
     and return what each changed."""
     model = json.loads(model_json.read_text())
-    applied = {}
-    for p in PASSES:
-        if p.__name__ in disabled:
-            continue
-        n = p(model)
-        if n:
-            applied[p.__name__] = n
+    applied = run_in_order(PASSES, model, disabled, kind="TF.js")
     if applied:
         model_json.write_text(json.dumps(model))
     return applied

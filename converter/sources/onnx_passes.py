@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.errors import ConversionError
+from converter.passes import run_in_order
 from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
 from converter.sources.onnx_functions import expand_functions
 from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, shapes as _shapes, symbolic_shapes as _symbolic_shapes
@@ -317,14 +317,4 @@ PASSES = [upgrade_old_opset, expand_functions, reversing_slice_to_gather, explic
 def run_passes(model, disabled=()):
     """Run ``PASSES`` in order on ``model`` (in place), except those named in ``disabled``;
     return it and what each changed."""
-    applied = {}
-    for p in PASSES:
-        if p.__name__ in disabled:
-            continue
-        try:
-            n = p(model)
-        except Exception as e:  # a pass that breaks on an unusual graph: name it, not a traceback
-            raise ConversionError(f"The ONNX pass {p.__name__} failed: {type(e).__name__}: {str(e).strip()[:300]}", stage="passes") from e
-        if n:
-            applied[p.__name__] = n
-    return model, applied
+    return model, run_in_order(PASSES, model, disabled, kind="ONNX")
