@@ -309,3 +309,45 @@ def _streaming_audio_model(path, metadata=None, compare_with=16000):
 def _audio_inputs(rng, n, sr=16000):
     return {"audio": rng.uniform(-1, 1, (1, n)).astype(np.float32), "sr": np.array(sr, np.int64),
             "h0": rng.standard_normal((1, 1, 8)).astype(np.float32) * 0.5, "c0": rng.standard_normal((1, 1, 8)).astype(np.float32) * 0.5}
+
+
+def test_class4_streaming_audio_converts_with_no_flags_and_runs_at_two_lengths(tmp_path):
+    """The sample rate is the constant the If compares with; time stays dynamic; the LSTM stays a loop with its state."""
+    path = _streaming_audio_model(tmp_path / "vad.onnx")
+    report = _convert(path, tmp_path / "out")
+    assert report["source"]["fixed_inputs"] == {"sr": 16000}
+    assert "fixed_input_shapes" not in report["source"]
+    assert "While" in report["op_histogram"] or "LoopCond" in report["op_histogram"]  # a loop over frames, not unrolled
+    assert report["parity"]["tensorflow"]["ok"]
+    rng = np.random.default_rng(41)
+    model = _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n) for n in (1024, 1600)], atol=1e-5)
+    assert [i.name for i in model.inputs] == ["audio", "h0", "c0"] and model.inputs[0].shape == [1, None]
+
+
+def test_class4_the_other_sample_rate_comes_from_the_users_sample(tmp_path):
+    path = _streaming_audio_model(tmp_path / "vad.onnx")
+    rng = np.random.default_rng(42)
+    np.savez(tmp_path / "sample.npz", **_audio_inputs(rng, 1024, sr=8000))
+    report = _convert(path, tmp_path / "out", "--sample", tmp_path / "sample.npz")
+    assert report["source"]["fixed_inputs"] == {"sr": 8000} and "--sample" in report["source"]["fixed_inputs_from"]["sr"]
+    _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n, sr=8000) for n in (1024, 1600)], atol=1e-5)
+
+
+def test_class4_sample_rate_from_the_models_metadata(tmp_path):
+    path = _streaming_audio_model(tmp_path / "vad.onnx", metadata={"sample_rate": "8000"})
+    report = _convert(path, tmp_path / "out")
+    assert report["source"]["fixed_inputs"] == {"sr": 8000} and "metadata_props 'sample_rate'" in report["source"]["fixed_inputs_from"]["sr"]
+
+
+def test_class4_an_if_on_a_scalar_with_no_known_value_is_refused_naming_input_and_node(tmp_path):
+    """``If(sr > 12000)``: no Equal to read the value from, no metadata, no sample -> exit 3 before onnx2tf runs."""
+    import onnx
+
+    path = _streaming_audio_model(tmp_path / "vad.onnx", compare_with=12000)
+    model = onnx.load(str(path))
+    next(n for n in model.graph.node if n.op_type == "Equal").op_type = "Greater"
+    onnx.save(model, str(path))
+    proc = run_cli("convert", path, "-o", tmp_path / "out")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "If node 'If_0'" in proc.stderr and "scalar input 'sr'" in proc.stderr and "--sample" in proc.stderr
+    assert not (tmp_path / "out").exists()
