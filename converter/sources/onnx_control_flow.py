@@ -1,14 +1,25 @@
 """ONNX control flow (``If``, ``Loop``, ``Scan``) made ready for onnx2tf, or refused early.
 
+Outer initializers are copied into branches; an ``If`` on a scalar input (a sample rate)
+is specialised to one value of it, and an ``If`` with a constant condition is replaced
+by the branch it takes.
+
 Example:
     >>> model, copied = copy_outer_initializers_into_branches(model)
     >>> copied
     2
+    >>> specialise_scalar_ifs(model, {"sr": 8000})["sr"]["value"]
+    8000
+    >>> inline_constant_ifs(folded)
+    1
 """
 
 from __future__ import annotations
 
+import json
+
 from converter.errors import ConversionError
+from converter.logs import log
 from converter.sources.onnx_compat import rename_in_graph
 from converter.sources.onnx_graph_query import const_value, producer
 from converter.sources.onnx_shapes import _ONNX_DTYPES
@@ -109,8 +120,6 @@ def _compared_constant(model, cond: str, scalar: str):
 
 def _metadata_value(model, name: str):
     """``(value, key)`` of ``name``'s value in ``metadata_props`` (by name or a known alias), else ``None``."""
-    import json
-
     props = {p.key: p.value for p in model.metadata_props}
     for key in SCALAR_METADATA_ALIASES.get(name, (name,)):
         if key in props:
@@ -184,6 +193,9 @@ def specialise_scalar_ifs(model, values: dict | None = None) -> dict:
         const = numpy_helper.from_array(np.array(value, dtype=dtype), name)
         model.graph.node.insert(0, helper.make_node("Constant", [], [name], name=f"{name}/fixed", value=const))
         fixed[name] = {"value": np.asarray(value).item(), "from": origin, "if_nodes": [node.name or node.output[0]]}
+        log.warning("Input '%s' fixed at %s (from %s): the If '%s' branches on it", name, fixed[name]["value"], origin, node.name)
+    if fixed:
+        model.metadata_props.add(key="transferjs.fixed_inputs", value=json.dumps(fixed))
     return fixed
 
 
