@@ -1,4 +1,4 @@
-"""Real-world ONNX classes (issue 11: 1, 2, 5, 6), each a small model built here, converted with no flags.
+"""Real-world ONNX classes (issue 11: 1, 2, 4, 5, 6), each a small model built here, converted with no flags.
 
 Every fixture goes through ``transferjs convert`` (the CLI, as a user runs it) and is then
 run in TF.js (wasm, Node.js) and compared with onnxruntime, at two input sizes where the
@@ -351,3 +351,10 @@ def test_class4_an_if_on_a_scalar_with_no_known_value_is_refused_naming_input_an
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "If node 'If_0'" in proc.stderr and "scalar input 'sr'" in proc.stderr and "--sample" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_class4_parity_samples_are_long_enough_for_the_conv_front_end(tmp_path):
+    """16 samples are shorter than the k256 kernel: 4x the shortest length that runs (256) is used."""
+    from converter.sources.onnx import load_onnx_source
+
+    assert load_onnx_source(_streaming_audio_model(tmp_path / "vad.onnx")).sample_dim_size() == 1024
