@@ -110,3 +110,14 @@ def test_an_if_on_a_tensor_input_is_left_alone():
     model.graph.input[1].type.tensor_type.shape.dim.add().dim_value = 1  # sr is [1], not a scalar
     assert specialise_scalar_ifs(model) == {}
     assert inline_constant_ifs(model) == 0
+
+
+def test_an_if_on_an_unknown_scalar_whose_branches_agree_in_shape_is_left_for_onnx2tf():
+    """Both branches declare [2, 3]: onnx2tf's select of both works, so nothing is fixed or refused."""
+    model = _rate_switch(cond_op="Greater")
+    for branch in model.graph.node[1].attribute:
+        shape = branch.g.output[0].type.tensor_type.shape
+        del shape.dim[:]
+        shape.dim.add().dim_value, shape.dim.add().dim_value = 2, 3
+    assert specialise_scalar_ifs(model) == {}
+    assert [i.name for i in model.graph.input] == ["x", "sr"]

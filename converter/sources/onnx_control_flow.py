@@ -130,6 +130,17 @@ def _metadata_value(model, name: str):
     return None
 
 
+def _branches_agree(node) -> bool:
+    """Do both branches of ``If`` ``node`` declare the same fully static output shapes?"""
+    def shapes(graph):
+        return [[d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
+                if o.type.tensor_type.HasField("shape") else None for o in graph.output]
+
+    attrs = {a.name: a.g for a in node.attribute}
+    then, other = shapes(attrs["then_branch"]), shapes(attrs["else_branch"])
+    return then == other and all(s is not None and None not in s for s in then)
+
+
 def _scalar_value(model, name: str, cond: str, values: dict):
     """``(value, origin)`` of scalar input ``name``: the --sample file, metadata, the constant compared with."""
     if name in values:
@@ -165,9 +176,12 @@ def specialise_scalar_ifs(model, values: dict | None = None) -> dict:
     Returns:
         ``{input name: {"value": v, "from": origin, "if_nodes": [...]}}`` of what was fixed.
 
+    An ``If`` whose value is found nowhere but whose branches give the same static
+    shapes (a boolean switch between two heads of one size) is left as it is.
+
     Raises:
-        ConversionError: an ``If`` depends on a scalar input whose value is found nowhere;
-            names the input, the node and ``--sample``.
+        ConversionError: an ``If`` depends on a scalar input whose value is found nowhere
+            and whose branches may differ in shape; names the input, the node and ``--sample``.
 
     Example:
         >>> specialise_scalar_ifs(model, {})
@@ -183,6 +197,8 @@ def specialise_scalar_ifs(model, values: dict | None = None) -> dict:
             continue
         (name,) = behind
         value, origin = _scalar_value(model, name, node.input[0], values)
+        if value is None and _branches_agree(node):
+            continue  # onnx2tf computes both branches and selects: fine when they give the same static shapes
         if value is None:
             raise ConversionError(
                 f"The If node '{node.name or node.output[0]}' branches on the scalar input '{name}', whose value is "
