@@ -149,7 +149,7 @@ def _convert_into(tmp: Path, work: Path, source, options: ConvertOptions, report
         report.op_histogram = op_histogram(tmp / "saved_model")
     failures, samples, ref = [], None, None
     if options.verify:
-        samples = make_samples(source.inputs, options.samples, options.seed, options.sample_file)
+        samples = make_samples(source.inputs, options.samples, options.seed, options.sample_file, source.sample_dim_size())
         with report.stage("parity_tensorflow"):
             ref, parity = source_vs_tensorflow(source, model, samples, options.tolerance)
         if not parity.ok and source.bisectable_graph is not None:

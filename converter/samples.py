@@ -21,20 +21,20 @@ DYNAMIC_BATCH = 2  # a batch of 2 also checks that the batch dimension really is
 DYNAMIC_DIM = 16
 
 
-def random_samples(inputs, n: int = 3, seed: int = 0) -> list[dict[str, np.ndarray]]:
+def random_samples(inputs, n: int = 3, seed: int = 0, dim_size: int = DYNAMIC_DIM) -> list[dict[str, np.ndarray]]:
     """Return ``n`` seeded random samples, each value inside its input's valid range.
 
     Float inputs: uniform in ``value_range`` when set (raw pixels: [0, 255]), else in
     [-1, 1] for images (a normalised picture's range), else standard normal. Integer inputs: uniform in ``value_range`` (token ids inside the
     vocabulary), default [0, 2). Dynamic dims: ``DYNAMIC_BATCH`` for the first, else
-    ``DYNAMIC_DIM``.
+    ``dim_size`` (``DYNAMIC_DIM`` unless the source needs longer: ``SourceModel.sample_dim_size``).
     """
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(n):
         sample = {}
         for spec in inputs:
-            shape = [d if d is not None else (DYNAMIC_BATCH if i == 0 else DYNAMIC_DIM) for i, d in enumerate(spec.shape)]
+            shape = [d if d is not None else (DYNAMIC_BATCH if i == 0 else dim_size) for i, d in enumerate(spec.shape)]
             dtype = np.dtype(spec.dtype)
             if dtype.kind == "f":
                 if spec.value_range:

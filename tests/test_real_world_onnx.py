@@ -1,4 +1,4 @@
-"""Real-world ONNX classes (issue 11: 1, 2, 5, 6), each a small model built here, converted with no flags.
+"""Real-world ONNX classes (issue 11: 1, 2, 4, 5, 6), each a small model built here, converted with no flags.
 
 Every fixture goes through ``transferjs convert`` (the CLI, as a user runs it) and is then
 run in TF.js (wasm, Node.js) and compared with onnxruntime, at two input sizes where the
@@ -257,3 +257,104 @@ def test_class6_failure_names_the_node_in_transferjs_terms_and_keeps_the_full_lo
     log_path = err.split("Full onnx2tf log: ")[1].split()[0]
     assert log_path.startswith(str(tmp_path / "cache" / "logs")) and "not a valid scope name" in open(log_path).read()
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- class 4
+
+
+def _streaming_audio_model(path, metadata=None, compare_with=16000):
+    """A streaming audio model in miniature: ``If(sr == 16000)`` between two 1-D conv front-ends, then an LSTM with state.
+
+    Inputs ``audio [1, time]`` float, ``sr`` int64 scalar, ``h0``/``c0 [1, 1, 8]``; the 16 kHz branch is
+    ``Unsqueeze -> Conv(k256, s128)``, the 8 kHz one ``Unsqueeze -> Conv(k128, s64)``, both ``[1, 8, frames]``;
+    then ``Relu -> Transpose -> LSTM`` (hidden 8) -> ``out [frames, 1, 8]``, ``hN``, ``cN``.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(40)
+    inits = {"w16": rng.standard_normal((8, 1, 256)).astype(np.float32) * 0.06, "b16": rng.standard_normal(8).astype(np.float32) * 0.1,
+             "w8": rng.standard_normal((8, 1, 128)).astype(np.float32) * 0.09, "b8": rng.standard_normal(8).astype(np.float32) * 0.1,
+             "lstm_w": rng.standard_normal((1, 32, 8)).astype(np.float32) * 0.3, "lstm_r": rng.standard_normal((1, 32, 8)).astype(np.float32) * 0.3,
+             "lstm_b": rng.standard_normal((1, 64)).astype(np.float32) * 0.1, "axis1": np.array([1], np.int64),
+             "rate": np.array(compare_with, np.int64)}
+
+    def branch(name, w, b, k, s):
+        return helper.make_graph(
+            [helper.make_node("Unsqueeze", ["audio", "axis1"], [f"{name}_x"], name=f"{name}/Unsqueeze"),
+             helper.make_node("Conv", [f"{name}_x", w, b], [f"{name}_feat"], name=f"{name}/Conv", kernel_shape=[k], strides=[s])],
+            name, [], [helper.make_tensor_value_info(f"{name}_feat", TensorProto.FLOAT, [1, 8, None])])
+
+    nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"], name="Equal_0"),
+             helper.make_node("If", ["is16k"], ["feat"], name="If_0", then_branch=branch("then", "w16", "b16", 256, 128),
+                              else_branch=branch("else", "w8", "b8", 128, 64)),
+             helper.make_node("Relu", ["feat"], ["act"], name="Relu_0"),
+             helper.make_node("Transpose", ["act"], ["seq"], name="Transpose_0", perm=[2, 0, 1]),
+             helper.make_node("LSTM", ["seq", "lstm_w", "lstm_r", "lstm_b", "", "h0", "c0"], ["y", "hN", "cN"], name="LSTM_0", hidden_size=8),
+             helper.make_node("Squeeze", ["y", "axis1"], ["out"], name="Squeeze_0")]
+    f = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("audio", f, [1, "time"]), helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+              helper.make_tensor_value_info("h0", f, [1, 1, 8]), helper.make_tensor_value_info("c0", f, [1, 1, 8])]
+    outputs = [helper.make_tensor_value_info("out", f, ["frames", 1, 8]), helper.make_tensor_value_info("hN", f, [1, 1, 8]),
+               helper.make_tensor_value_info("cN", f, [1, 1, 8])]
+    graph = helper.make_graph(nodes, "audio", inputs, outputs, initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _audio_inputs(rng, n, sr=16000):
+    return {"audio": rng.uniform(-1, 1, (1, n)).astype(np.float32), "sr": np.array(sr, np.int64),
+            "h0": rng.standard_normal((1, 1, 8)).astype(np.float32) * 0.5, "c0": rng.standard_normal((1, 1, 8)).astype(np.float32) * 0.5}
+
+
+def test_class4_streaming_audio_converts_with_no_flags_and_runs_at_two_lengths(tmp_path):
+    """The sample rate is the constant the If compares with; time stays dynamic; the LSTM stays a loop with its state."""
+    path = _streaming_audio_model(tmp_path / "vad.onnx")
+    report = _convert(path, tmp_path / "out")
+    assert report["source"]["fixed_inputs"] == {"sr": 16000}
+    assert "fixed_input_shapes" not in report["source"]
+    assert "While" in report["op_histogram"] or "LoopCond" in report["op_histogram"]  # a loop over frames, not unrolled
+    assert report["parity"]["tensorflow"]["ok"]
+    rng = np.random.default_rng(41)
+    model = _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n) for n in (1024, 1600)], atol=1e-5)
+    assert [i.name for i in model.inputs] == ["audio", "h0", "c0"] and model.inputs[0].shape == [1, None]
+
+
+def test_class4_the_other_sample_rate_comes_from_the_users_sample(tmp_path):
+    path = _streaming_audio_model(tmp_path / "vad.onnx")
+    rng = np.random.default_rng(42)
+    np.savez(tmp_path / "sample.npz", **_audio_inputs(rng, 1024, sr=8000))
+    report = _convert(path, tmp_path / "out", "--sample", tmp_path / "sample.npz")
+    assert report["source"]["fixed_inputs"] == {"sr": 8000} and "--sample" in report["source"]["fixed_inputs_from"]["sr"]
+    _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n, sr=8000) for n in (1024, 1600)], atol=1e-5)
+
+
+def test_class4_sample_rate_from_the_models_metadata(tmp_path):
+    path = _streaming_audio_model(tmp_path / "vad.onnx", metadata={"sample_rate": "8000"})
+    report = _convert(path, tmp_path / "out")
+    assert report["source"]["fixed_inputs"] == {"sr": 8000} and "metadata_props 'sample_rate'" in report["source"]["fixed_inputs_from"]["sr"]
+
+
+def test_class4_an_if_on_a_scalar_with_no_known_value_is_refused_naming_input_and_node(tmp_path):
+    """``If(sr > 12000)``: no Equal to read the value from, no metadata, no sample -> exit 3 before onnx2tf runs."""
+    import onnx
+
+    path = _streaming_audio_model(tmp_path / "vad.onnx", compare_with=12000)
+    model = onnx.load(str(path))
+    next(n for n in model.graph.node if n.op_type == "Equal").op_type = "Greater"
+    onnx.save(model, str(path))
+    proc = run_cli("convert", path, "-o", tmp_path / "out")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "If node 'If_0'" in proc.stderr and "scalar input 'sr'" in proc.stderr and "--sample" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_class4_parity_samples_are_long_enough_for_the_conv_front_end(tmp_path):
+    """16 samples are shorter than the k256 kernel: 4x the shortest length that runs (256) is used."""
+    from converter.sources.onnx import load_onnx_source
+
+    assert load_onnx_source(_streaming_audio_model(tmp_path / "vad.onnx")).sample_dim_size() == 1024

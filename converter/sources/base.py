@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converter.model import TensorSpec
+from converter.samples import DYNAMIC_DIM, random_samples
+
+# Longest dynamic dim tried when looking for a length the source runs at (2**16 audio samples: 4 s at 16 kHz).
+LONGEST_SAMPLE_DIM = 1 << 16
 
 
 @dataclass
@@ -50,6 +54,29 @@ class SourceModel:
             name it stands for (inputs and outputs).
         """
         raise NotImplementedError
+
+    def sample_dim_size(self) -> int:
+        """The length to give the dynamic non-batch dims of random parity samples.
+
+        ``DYNAMIC_DIM`` when the source runs at it; otherwise 4x the smallest power-of-two
+        length it runs at (a stride-128, kernel-256 conv front-end runs from 256 on, so 1024:
+        several frames, not one), or ``DYNAMIC_DIM`` when none up to ``LONGEST_SAMPLE_DIM`` runs.
+
+        Example:
+            >>> audio_source.sample_dim_size()
+            1024
+        """
+        if not any(d is None for spec in self.inputs for d in spec.shape[1:]):
+            return DYNAMIC_DIM
+        size = DYNAMIC_DIM
+        while size <= LONGEST_SAMPLE_DIM:
+            try:
+                self.run(random_samples(self.inputs, 1, dim_size=size))
+            except Exception:  # any runtime's "input too short" (a kernel longer than the input)
+                size *= 2
+                continue
+            return DYNAMIC_DIM if size == DYNAMIC_DIM else 4 * size
+        return DYNAMIC_DIM
 
     @property
     def bisectable_graph(self):

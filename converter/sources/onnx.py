@@ -20,11 +20,11 @@ from converter.logs import log, subprocess_env
 from converter.model import TensorSpec
 from converter.sources.base import SourceModel, sanitize_names
 from converter.sources.onnx_compat import all_nodes, rename_in_graph
-from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches
+from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches, specialise_scalar_ifs
 from converter.sources.onnx_functions import onnx2tf_op_types, wants_expansion
 from converter.sources.onnx_passes import run_passes
 from converter.sources.onnx2tf_failure import explain_failure, keep_log
-from converter.sources.onnx_shapes import _ONNX_DTYPES, dynamic_dims, fix_dynamic_dims, npz_shapes, set_input_shapes, static_shape_nodes
+from converter.sources.onnx_shapes import _ONNX_DTYPES, dynamic_dims, fix_dynamic_dims, npz_scalars, npz_shapes, set_input_shapes, static_shape_nodes
 
 
 __all__ = ["read_onnx", "fold_constants", "onnx2tf_saved_model", "set_input_shapes", "load_onnx_source", "OnnxSource"]
@@ -249,12 +249,14 @@ def recurrent_onnx2tf_options(model) -> dict:
     onnx2tf's Keras RNN layers refuse an initial state whose shape it permuted
     ("initial_state ... not compatible with cell.state_size"): sequence and state
     inputs (rank <= 3: [batch, time, features], [layers, batch, hidden]) keep their
-    shape as is, and the recurrence is unrolled into plain MatMuls TF.js runs.
+    shape as is. With static shapes the recurrence is unrolled into plain MatMuls; with
+    a dynamic input dim (streaming audio: any number of frames) it stays a loop
+    (a ``While`` that TF.js runs in ``executeAsync``), as unrolling needs a known length.
     """
     if not recurrent_nodes(model):
         return {}
     keep = [i["name"] for i in graph_inputs(model) if len(i["shape"]) <= 3]
-    return {"enable_rnn_unroll": True, **({"keep_shape_absolutely_input_names": keep} if keep else {})}
+    return {"enable_rnn_unroll": not dynamic_dims(model), **({"keep_shape_absolutely_input_names": keep} if keep else {})}
 
 
 def index_input_ranges(model) -> dict[str, tuple[int, int]]:
@@ -326,7 +328,7 @@ class OnnxSource(SourceModel):
 
         if self._session is None:
             opts = ort.SessionOptions()
-            opts.log_severity_level = 3
+            opts.log_severity_level = 4  # errors raise anyway; sample_dim_size expects some (an input too short)
             self._session = ort.InferenceSession(self.model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         return [dict(zip(self.output_names, self._session.run(self.output_names, s))) for s in samples]
 
@@ -379,6 +381,9 @@ def load_onnx_source(path, input_shapes=None, batch: str = "auto", sample_file=N
     shapes; the report's ``source.fixed_input_shapes`` then says which and why.
     """
     model = read_onnx(path)
+    fixed = specialise_scalar_ifs(model, npz_scalars(sample_file) if sample_file else {})
     sample_shapes = npz_shapes(sample_file, graph_inputs(model)) if sample_file else None
     model = set_input_shapes(model, input_shapes, batch)
-    return OnnxSource(model, Path(path), sample_shapes=sample_shapes, batch=batch)
+    details = {"fixed_inputs": {k: v["value"] for k, v in fixed.items()},
+               "fixed_inputs_from": {k: f"{v['from']} (If {', '.join(v['if_nodes'])})" for k, v in fixed.items()}} if fixed else None
+    return OnnxSource(model, Path(path), details=details, sample_shapes=sample_shapes, batch=batch)

@@ -167,3 +167,14 @@ def npz_shapes(sample_file, inputs: list[dict]) -> dict[str, list[int]]:
     if len(inputs) == 1 and len(shapes) == 1:
         return {inputs[0]["name"]: next(iter(shapes.values()))}
     return shapes
+
+
+def npz_scalars(sample_file) -> dict:
+    """``{name: value}`` of the 0-d (or one-element) arrays of a ``--sample`` file: the values of scalar inputs."""
+    import numpy as np
+
+    try:
+        with np.load(sample_file, allow_pickle=False) as f:
+            return {k: f[k].ravel()[0].item() for k in f.files if f[k].size == 1}
+    except Exception as e:
+        raise InputError(f"Expected a .npz file of input arrays. Received: '{sample_file}' ({e})") from None

@@ -12,15 +12,15 @@ Example:
 from __future__ import annotations
 
 from converter.layout import to_layout
-from converter.samples import load_npz_sample, random_samples
+from converter.samples import DYNAMIC_DIM, load_npz_sample, random_samples
 from converter.verify.compare import ParityReport, compare
 from converter.verify.runners import Runner, source_runner, tensorflow_runner, tfjs_runner
 from converter.verify.tolerance import TOLERANCES, Tolerance
 
 
-def make_samples(inputs, n: int = 3, seed: int = 0, sample_file=None) -> list[dict]:
-    """``n`` seeded random samples (valid ranges, source layout) plus the user's ``--sample`` file."""
-    samples = random_samples(inputs, n, seed)
+def make_samples(inputs, n: int = 3, seed: int = 0, sample_file=None, dim_size: int = DYNAMIC_DIM) -> list[dict]:
+    """``n`` seeded random samples (valid ranges, source layout; dynamic dims ``dim_size`` long) plus the user's ``--sample`` file."""
+    samples = random_samples(inputs, n, seed, dim_size)
     if sample_file:
         samples.append(load_npz_sample(sample_file, inputs))
     return samples
