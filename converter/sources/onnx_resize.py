@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from converter.sources.onnx_graph_query import const_value, opset_of
+
 # Attribute defaults of Resize-19 (earlier opsets from 11 on have a subset of them).
 _DEFAULTS = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_floor",
              "cubic_coeff_a": -0.75, "exclude_outside": 0, "extrapolation_value": 0.0, "antialias": 0,
@@ -149,8 +151,6 @@ def gather_indices(matrix: np.ndarray) -> np.ndarray | None:
 
 
 def _input_value(model, node, k: int):
-    from converter.sources.onnx_graph_query import const_value
-
     if len(node.input) <= k or not node.input[k]:
         return None
     value = const_value(model, node.input[k])
@@ -216,8 +216,6 @@ def resize_to_axis_maps(model) -> int:
     """
     from onnx import shape_inference
 
-    from converter.sources.onnx_graph_query import opset_of
-
     if opset_of(model) < 11 or not any(n.op_type == "Resize" for n in model.graph.node):
         return 0
     inferred = shape_inference.infer_shapes(model)
@@ -258,8 +256,6 @@ def resize_to_axis_maps(model) -> int:
 
 
 def _is_empty(model, name: str) -> bool:
-    from converter.sources.onnx_graph_query import const_value
-
     value = const_value(model, name)
     return value is not None and value.size == 0
 
