@@ -81,3 +81,20 @@ def test_a_folded_shape_output_comes_out_beside_the_graph_outputs(tmp_path):
     np.testing.assert_array_equal(got["shape"], expected["shape"])
     np.testing.assert_allclose(got["act"], expected["act"], atol=1e-6)
     assert source.details["constant_outputs"] == ["shape"]
+
+
+def _reduce_sum_model(noop: int):
+    axes = helper.make_tensor("axes", TensorProto.INT64, [0], [])
+    node = helper.make_node("ReduceSum", ["x", "axes"], ["y"], name="sum", keepdims=1, noop_with_empty_axes=noop)
+    return helper.make_model(helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2, 2])],
+                                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2, 2] if noop else [1, 1, 1])],
+                                               [axes]),
+                             opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+def test_empty_reduce_axes_mean_every_axis_or_none(tmp_path):
+    x = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
+    for noop, want_shape in ((0, (1, 1, 1)), (1, (3, 2, 2))):
+        _, expected, got = _convert_and_run(_reduce_sum_model(noop), tmp_path / str(noop), {"x": x})
+        assert got["y"].shape == want_shape == expected["y"].shape
+        np.testing.assert_allclose(got["y"], expected["y"])
