@@ -56,6 +56,23 @@ PASSING_CASES = [
     "test_argmin_no_keepdims_random_select_last_index",  # ArgMin
     "test_convtranspose",  # ConvTranspose without kernel_shape
     "test_convtranspose_pads",  # ConvTranspose
+    # A graph without a channels-first op keeps its inputs' shapes (onnx_layout):
+    "test_unsqueeze_axis_2",  # Unsqueeze of a 3-D tensor: was [3, 5, 1, 4]
+    "test_squeeze",  # Squeeze
+    "test_slice_default_axes",  # Slice
+    # Outputs folded into constants come back from the signature (onnx_constant_outputs):
+    "test_shape_start_1_end_negative_1",  # Shape
+    "test_size",  # Size
+    # Resize as one exact Gather/MatMul per axis (onnx_resize):
+    "test_resize_downsample_scales_cubic_antialias",  # Resize, cubic with antialias
+    "test_resize_upsample_scales_linear_align_corners",  # Resize, linear align_corners
+    "test_resize_tf_crop_and_resize_extrapolation_value",  # Resize, crop with extrapolation
+    "test_resize_downsample_sizes_nearest_not_larger",  # Resize, keep_aspect_ratio_policy and axes
+    "test_resize_upsample_scales_nearest",  # Resize left to onnx2tf (integer nearest upsampling)
+    # Empty Reduce* axes spelled out (explicit_reduce_axes):
+    "test_reduce_sum_default_axes_keepdims_example",  # ReduceSum over every axis
+    "test_reduce_sum_empty_axes_input_noop",  # ReduceSum, noop_with_empty_axes
+    "test_reduce_l2_keep_dims_example",  # ReduceL2 on one axis
 ]
 
 
@@ -88,7 +105,8 @@ def test_fixed_list_covers_the_common_ops():
     wanted = {"Conv", "Relu", "Add", "Mul", "MatMul", "Gemm", "Softmax", "Concat", "Reshape", "Transpose", "MaxPool",
               "AveragePool", "GlobalAveragePool", "BatchNormalization", "Sigmoid", "Tanh", "Gather", "LayerNormalization",
               "Erf", "Sqrt", "Div", "Sub", "ReduceMean", "Flatten", "Pad", "RMSNormalization", "Attention", "CastLike",
-              "ArgMax", "ArgMin", "ConvTranspose"}
+              "ArgMax", "ArgMin", "ConvTranspose", "Unsqueeze", "Squeeze", "Slice", "Shape", "Size", "Resize", "ReduceSum",
+              "ReduceL2"}
     assert wanted <= ops, sorted(wanted - ops)
 
 

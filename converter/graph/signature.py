@@ -16,13 +16,23 @@ from pathlib import Path
 SIGNATURE = "serving_default"
 
 
-def rename_signature(src, dst, output_names: dict[str, str], signature: str = SIGNATURE) -> Path:
+def rename_signature(src, dst, output_names: dict[str, str], signature: str = SIGNATURE, constants: dict | None = None,
+                     drop=()) -> Path:
     """Save ``src``'s signature into ``dst`` with outputs renamed by ``output_names``.
 
     Before::  serving_default(image) -> {output_0, output_1}
     After::   serving_default(image) -> {logits, embedding}
 
     Inputs keep their keys. Keys missing from ``output_names`` keep theirs.
+
+    Args:
+        src: the SavedModel folder to read.
+        dst: the SavedModel folder to write.
+        output_names: ``{signature key in src: output name in dst}``.
+        signature: the signature to rename.
+        constants: ``{output name: array}`` returned as they are beside the graph's
+            outputs (graph outputs the ONNX folding made constant: ``Shape`` of a static input).
+        drop: signature keys of ``src`` left out of ``dst`` (placeholder outputs).
     """
     import tensorflow as tf
 
@@ -31,6 +41,7 @@ def rename_signature(src, dst, output_names: dict[str, str], signature: str = SI
     specs = fn.structured_input_signature[1]
     keys = list(specs)
     input_signature = [tf.TensorSpec(specs[k].shape, specs[k].dtype, name=k) for k in keys]
+    fixed = dict(constants or {})
 
     class Renamed(tf.Module):
         def __init__(self):
@@ -40,7 +51,8 @@ def rename_signature(src, dst, output_names: dict[str, str], signature: str = SI
         @tf.function(input_signature=input_signature)
         def serve(self, *args):
             outs = fn(**dict(zip(keys, args)))
-            return {output_names.get(k, k): v for k, v in outs.items()}
+            renamed = {output_names.get(k, k): v for k, v in outs.items() if k not in drop}
+            return {**renamed, **{name: tf.constant(value) for name, value in fixed.items()}}
 
     module = Renamed()
     tf.saved_model.save(module, str(dst), signatures={signature: module.serve})

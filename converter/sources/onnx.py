@@ -15,13 +15,14 @@ from pathlib import Path
 
 from converter.calibration import write_calibration_file
 from converter.errors import ConversionError, InputError, UnsupportedOpsError
-from converter.graph.signature import rename_signature
 from converter.logs import log, subprocess_env
 from converter.model import TensorSpec
 from converter.sources.base import SourceModel, sanitize_names
 from converter.sources.onnx_compat import all_nodes, rename_in_graph
+from converter.sources.onnx_constant_outputs import constant_signature, split_constant_outputs
 from converter.sources.onnx_control_flow import copy_outer_initializers_into_branches, specialise_scalar_ifs
 from converter.sources.onnx_functions import onnx2tf_op_types, wants_expansion
+from converter.sources.onnx_layout import layout_onnx2tf_options
 from converter.sources.onnx_passes import run_passes
 from converter.sources.onnx2tf_failure import explain_failure, keep_log
 from converter.sources.onnx_shapes import _ONNX_DTYPES, dynamic_dims, fix_dynamic_dims, npz_scalars, npz_shapes, set_input_shapes, static_shape_nodes
@@ -207,6 +208,7 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
     if keep_layout:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [i["name"] for i in graph_inputs(model)]
     kwargs.update(recurrent_onnx2tf_options(model))
+    kwargs.update(layout_onnx2tf_options(model, kwargs.get("keep_shape_absolutely_input_names", ())))
     # An empty replacement file: after an error onnx2tf otherwise searches parameter
     # replacements for minutes, which rescued none of the real models measured.
     (workdir / "no_replacements.json").write_text(json.dumps({"format_version": 1, "operations": []}))
@@ -367,10 +369,11 @@ class OnnxSource(SourceModel):
             self.details["onnx_passes"] = {**self.details["onnx_passes"], "copy_outer_initializers_into_branches": copied}
         self.converted_onnx, self.converted_names = model, mapping
         stem = self.path.stem if self.path else "model"
+        model, constants = split_constant_outputs(model)
+        if constants:
+            self.details["constant_outputs"] = sorted(constants)
         raw = onnx2tf_saved_model(model, workdir, keep_layout=keep_layout, verbose=verbose, log_stem=stem)
-
-        outputs = {f"output_{i}": mapping[name] for i, name in enumerate(self.output_names)}
-        saved = rename_signature(raw, Path(workdir) / "renamed", outputs)
+        saved = constant_signature(raw, Path(workdir) / "renamed", model, constants)
         return saved, {v: k for k, v in mapping.items()}
 
 

@@ -117,3 +117,40 @@ def explicit_kernel_shape(model) -> int:
                 node.attribute.append(helper.make_attribute("kernel_shape", list(inits[node.input[1]].dims[2:])))
                 count += 1
     return count
+
+
+def explicit_reduce_axes(model) -> int:
+    """Spell out the axes of a Reduce* whose ``axes`` input is an empty constant (opset 18).
+
+    ONNX reads empty axes as "every axis" (or, with ``noop_with_empty_axes=1``, as no
+    reduction at all); onnx2tf reads them as axis 0 and fails, or returns the input::
+
+        Before::  y = ReduceSum(x [3, 2, 2], axes=[])                  y = ReduceSum(x, axes=[], noop_with_empty_axes=1)
+        After::   y = ReduceSum(x, axes=[0, 1, 2])   (y [1, 1, 1])       y = Identity(x)
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    shapes = None
+    done = 0
+    for index, node in enumerate(model.graph.node):
+        if not node.op_type.startswith("Reduce") or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        if numpy_helper.to_array(inits[node.input[1]]).size:
+            continue
+        noop = any(a.name == "noop_with_empty_axes" and a.i for a in node.attribute)
+        if noop:
+            model.graph.node[index].CopyFrom(helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name))
+        else:
+            shapes = _static_shapes(model) if shapes is None else shapes
+            rank = len(shapes.get(node.input[0]) or [])
+            if not rank:
+                continue
+            name = f"{node.name or node.op_type}/all_axes"
+            model.graph.initializer.append(numpy_helper.from_array(np.arange(rank, dtype=np.int64), name))
+            node.input[1] = name
+        done += 1
+    return done
