@@ -262,12 +262,13 @@ def test_class6_failure_names_the_node_in_transferjs_terms_and_keeps_the_full_lo
 # ----------------------------------------------------------------------------- class 4
 
 
-def _streaming_audio_model(path, metadata=None, compare_with=16000):
+def _streaming_audio_model(path, metadata=None, compare_with=16000, batch=1):
     """A streaming audio model in miniature: ``If(sr == 16000)`` between two 1-D conv front-ends, then an LSTM with state.
 
-    Inputs ``audio [1, time]`` float, ``sr`` int64 scalar, ``h0``/``c0 [1, 1, 8]``; the 16 kHz branch is
-    ``Unsqueeze -> Conv(k256, s128)``, the 8 kHz one ``Unsqueeze -> Conv(k128, s64)``, both ``[1, 8, frames]``;
-    then ``Relu -> Transpose -> LSTM`` (hidden 8) -> ``out [frames, 1, 8]``, ``hN``, ``cN``.
+    Inputs ``audio [batch, time]`` float, ``sr`` int64 scalar, ``h0``/``c0 [1, batch, 8]``; the 16 kHz branch is
+    ``Unsqueeze -> Conv(k256, s128)``, the 8 kHz one ``Unsqueeze -> Conv(k128, s64)``, both ``[batch, 8, frames]``;
+    then ``Relu -> Transpose -> LSTM`` (hidden 8) -> ``out [frames, batch, 8]``, ``hN``, ``cN``. ``batch`` is 1
+    (the fixture of the first round) or a ``dim_param`` name shared by ``audio``, ``h0`` and ``c0`` (the usual real layout).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -283,7 +284,7 @@ def _streaming_audio_model(path, metadata=None, compare_with=16000):
         return helper.make_graph(
             [helper.make_node("Unsqueeze", ["audio", "axis1"], [f"{name}_x"], name=f"{name}/Unsqueeze"),
              helper.make_node("Conv", [f"{name}_x", w, b], [f"{name}_feat"], name=f"{name}/Conv", kernel_shape=[k], strides=[s])],
-            name, [], [helper.make_tensor_value_info(f"{name}_feat", TensorProto.FLOAT, [1, 8, None])])
+            name, [], [helper.make_tensor_value_info(f"{name}_feat", TensorProto.FLOAT, [batch, 8, None])])
 
     nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"], name="Equal_0"),
              helper.make_node("If", ["is16k"], ["feat"], name="If_0", then_branch=branch("then", "w16", "b16", 256, 128),
@@ -293,10 +294,10 @@ def _streaming_audio_model(path, metadata=None, compare_with=16000):
              helper.make_node("LSTM", ["seq", "lstm_w", "lstm_r", "lstm_b", "", "h0", "c0"], ["y", "hN", "cN"], name="LSTM_0", hidden_size=8),
              helper.make_node("Squeeze", ["y", "axis1"], ["out"], name="Squeeze_0")]
     f = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("audio", f, [1, "time"]), helper.make_tensor_value_info("sr", TensorProto.INT64, []),
-              helper.make_tensor_value_info("h0", f, [1, 1, 8]), helper.make_tensor_value_info("c0", f, [1, 1, 8])]
-    outputs = [helper.make_tensor_value_info("out", f, ["frames", 1, 8]), helper.make_tensor_value_info("hN", f, [1, 1, 8]),
-               helper.make_tensor_value_info("cN", f, [1, 1, 8])]
+    inputs = [helper.make_tensor_value_info("audio", f, [batch, "time"]), helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+              helper.make_tensor_value_info("h0", f, [1, batch, 8]), helper.make_tensor_value_info("c0", f, [1, batch, 8])]
+    outputs = [helper.make_tensor_value_info("out", f, ["frames", batch, 8]), helper.make_tensor_value_info("hN", f, [1, batch, 8]),
+               helper.make_tensor_value_info("cN", f, [1, batch, 8])]
     graph = helper.make_graph(nodes, "audio", inputs, outputs, initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     for key, value in (metadata or {}).items():
@@ -306,9 +307,9 @@ def _streaming_audio_model(path, metadata=None, compare_with=16000):
     return path
 
 
-def _audio_inputs(rng, n, sr=16000):
-    return {"audio": rng.uniform(-1, 1, (1, n)).astype(np.float32), "sr": np.array(sr, np.int64),
-            "h0": rng.standard_normal((1, 1, 8)).astype(np.float32) * 0.5, "c0": rng.standard_normal((1, 1, 8)).astype(np.float32) * 0.5}
+def _audio_inputs(rng, n, sr=16000, batch=1):
+    return {"audio": rng.uniform(-1, 1, (batch, n)).astype(np.float32), "sr": np.array(sr, np.int64),
+            "h0": rng.standard_normal((1, batch, 8)).astype(np.float32) * 0.5, "c0": rng.standard_normal((1, batch, 8)).astype(np.float32) * 0.5}
 
 
 def test_class4_streaming_audio_converts_with_no_flags_and_runs_at_two_lengths(tmp_path):
