@@ -359,3 +359,35 @@ def test_class4_parity_samples_are_long_enough_for_the_conv_front_end(tmp_path):
     from converter.sources.onnx import load_onnx_source
 
     assert load_onnx_source(_streaming_audio_model(tmp_path / "vad.onnx")).sample_dim_size() == 1024
+
+
+def test_class4_dims_that_share_a_dim_param_get_one_size_in_parity_samples(tmp_path):
+    """``audio [batch, time]``, ``h0 [1, batch, 8]``: the source runs the random samples only if both batches are equal."""
+    from converter.model import TensorSpec
+    from converter.samples import named_dim_sizes, random_samples
+    from converter.sources.onnx import load_onnx_source
+
+    source = load_onnx_source(_streaming_audio_model(tmp_path / "vad.onnx", batch="batch"))
+    audio, h0 = source.inputs[0], source.inputs[1]
+    assert audio.dim_names == ("batch", "time") and h0.dim_names == (None, "batch", None)
+    assert named_dim_sizes(source.inputs, 1024) == {"batch": 2, "time": 1024}
+    (sample,) = random_samples(source.inputs, 1, dim_size=1024)
+    assert sample["audio"].shape == (2, 1024) and sample["h0"].shape == sample["c0"].shape == (1, 2, 8)
+    assert source.run([sample])[0]["out"].shape == (7, 2, 8)
+    # spec.json written before dim_names existed still loads; a written one keeps them
+    old = {"name": "h0", "shape": [1, None, 8], "dtype": "float32"}
+    assert TensorSpec.from_dict(old).dim_names is None
+    assert TensorSpec.from_dict({**old, "dim_names": [None, "batch", None]}) == h0
+
+
+def test_class4_dynamic_batch_and_time_converts_with_no_flags_and_runs_at_two_batch_sizes(tmp_path):
+    """The usual real layout: the batch is a ``dim_param`` shared by ``audio`` and the LSTM state; the
+    Transpose to ``[frames, batch, 8]`` is lifted a rank so onnx2tf keeps its perm (``lift_batch_moving_transposes``)."""
+    path = _streaming_audio_model(tmp_path / "vad.onnx", batch="batch")
+    report = _convert(path, tmp_path / "out")
+    assert report["source"]["onnx_passes"]["lift_batch_moving_transposes"] == 1
+    assert "fixed_input_shapes" not in report["source"] and report["parity"]["tensorflow"]["ok"]
+    rng = np.random.default_rng(43)
+    model = _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n, batch=b) for b, n in ((1, 1024), (3, 1600))], atol=1e-5)
+    assert [i.shape for i in model.inputs] == [[None, None], [1, None, 8], [1, None, 8]]
+    assert model.inputs[1].dim_names == (None, "batch", None)
