@@ -332,6 +332,21 @@ def test_class4_the_other_sample_rate_comes_from_the_users_sample(tmp_path):
     report = _convert(path, tmp_path / "out", "--sample", tmp_path / "sample.npz")
     assert report["source"]["fixed_inputs"] == {"sr": 8000} and "--sample" in report["source"]["fixed_inputs_from"]["sr"]
     _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n, sr=8000) for n in (1024, 1600)], atol=1e-5)
+    meta = json.loads((tmp_path / "out" / "tfjs" / "metadata.json").read_text())
+    assert meta["fixedInputs"] == [{"name": "sr", "value": 8000, "from": report["source"]["fixed_inputs_from"]["sr"]}]
+    assert "sr" not in [i["name"] for i in meta["inputs"]]
+    proc = _predict_mjs(tmp_path / "out" / "tfjs", tmp_path / "nope.png")  # the note comes before any input is read
+    assert "note: this bundle was converted with sr = 8000 (from the --sample" in proc.stderr, proc.stderr
+
+
+def _predict_mjs(bundle, *args):
+    import os
+    import subprocess
+
+    from converter.runtimes.node import js_dir, node_executable
+
+    env = {**os.environ, "NODE_PATH": str(js_dir() / "node_modules")}
+    return subprocess.run([node_executable(), str(bundle / "predict.mjs"), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_class4_sample_rate_from_the_models_metadata(tmp_path):
