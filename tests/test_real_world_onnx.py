@@ -406,3 +406,25 @@ def test_class4_dynamic_batch_and_time_converts_with_no_flags_and_runs_at_two_ba
     model = _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n, batch=b) for b, n in ((1, 1024), (3, 1600))], atol=1e-5)
     assert [i.shape for i in model.inputs] == [[None, None], [1, None, 8], [1, None, 8]]
     assert model.inputs[1].dim_names == (None, "batch", None)
+
+
+def test_a_torch_export_dim_shared_by_two_inputs_gets_one_size_in_parity_samples(tmp_path):
+    """``.pt2`` with ``Dim("batch")`` at ``x`` dim 0 and ``h`` dim 1: the dynamo export names both ``s…``; one size."""
+    import torch
+
+    from converter.samples import random_samples
+    from converter.sources.torch import load_torch_file
+
+    class AddState(torch.nn.Module):
+        def forward(self, x, h):
+            return x.unsqueeze(0) + h
+
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(AddState(), (torch.randn(3, 4), torch.randn(1, 3, 4)), dynamic_shapes=({0: batch}, {1: batch}))
+    torch.export.save(program, tmp_path / "state.pt2")
+    source = load_torch_file(tmp_path / "state.pt2")
+    x, h = source.inputs
+    assert x.dim_names[0] is not None and h.dim_names == (None, x.dim_names[0], None)
+    (sample,) = random_samples(source.inputs, 1)
+    assert sample["x"].shape == (2, 4) and sample["h"].shape == (1, 2, 4)
+    assert next(iter(source.run([sample])[0].values())).shape == (1, 2, 4)
