@@ -45,7 +45,11 @@ def describe(folder: Path, source, keymap: dict[str, str], preprocessing: Prepro
     for key, (shape, dtype) in tf_ins.items():
         src = by_name[keymap.get(key, key)]
         src_layout, layout = converted_layout(src.shape, shape)
-        inputs.append(TensorSpec(key, shape, dtype, layout or src.layout, src.name, src_layout or src.layout, src.value_range))
+        names = src.dim_names
+        if names is not None and src_layout and len(names) == len(shape):  # the channel axis moved last
+            names = names[:1] + names[2:] + names[1:2]
+        inputs.append(TensorSpec(key, shape, dtype, layout or src.layout, src.name, src_layout or src.layout, src.value_range,
+                                 dim_names=names if names is not None and len(names) == len(shape) else None))
     inputs.sort(key=lambda t: order.index(t.source_name))
     meanings = output_meanings(Path(folder) / "saved_model", tf_outs)
     outputs = [_output_spec(key, shape, dtype, keymap.get(key, key), source.output_shapes.get(keymap.get(key, key)), meanings[key])

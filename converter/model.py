@@ -35,9 +35,13 @@ class TensorSpec:
         value_range: (low, high) of valid values for integer inputs such as token ids.
         meaning: for outputs, what the values are: ``"probabilities"`` (a softmax ends the
             graph), ``"logits"`` (other classifier rows), ``"features"`` or ``"values"``.
+        dim_names: per dim, the symbolic name of a dynamic dim (ONNX ``dim_param``, a torch.export
+            symbol) else ``None``; dims of any inputs that share a name have the same size at run
+            time (``audio [batch, time]`` and ``h0 [1, batch, 8]``). ``None``: no names known.
 
     Example:
         >>> TensorSpec("image", [None, 224, 224, 3], "float32", "NHWC")
+        >>> TensorSpec("h0", [1, None, 8], "float32", dim_names=(None, "batch", None))
     """
 
     name: str
@@ -48,12 +52,14 @@ class TensorSpec:
     source_layout: str | None = None
     value_range: tuple | None = None
     meaning: str | None = None
+    dim_names: tuple | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "TensorSpec":
         d = dict(d)
-        if d.get("value_range") is not None:
-            d["value_range"] = tuple(d["value_range"])
+        for key in ("value_range", "dim_names"):  # JSON lists; older spec.json files have no dim_names
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 

@@ -27,14 +27,18 @@ def random_samples(inputs, n: int = 3, seed: int = 0, dim_size: int = DYNAMIC_DI
     Float inputs: uniform in ``value_range`` when set (raw pixels: [0, 255]), else in
     [-1, 1] for images (a normalised picture's range), else standard normal. Integer inputs: uniform in ``value_range`` (token ids inside the
     vocabulary), default [0, 2). Dynamic dims: ``DYNAMIC_BATCH`` for the first, else
-    ``dim_size`` (``DYNAMIC_DIM`` unless the source needs longer: ``SourceModel.sample_dim_size``).
+    ``dim_size`` (``DYNAMIC_DIM`` unless the source needs longer: ``SourceModel.sample_dim_size``);
+    dims that share a name (``TensorSpec.dim_names``) get one size, see ``named_dim_sizes``.
     """
     rng = np.random.default_rng(seed)
+    named = named_dim_sizes(inputs, dim_size)
     samples = []
     for _ in range(n):
         sample = {}
         for spec in inputs:
-            shape = [d if d is not None else (DYNAMIC_BATCH if i == 0 else dim_size) for i, d in enumerate(spec.shape)]
+            names = spec.dim_names or (None,) * len(spec.shape)
+            shape = [d if d is not None else named.get(name, DYNAMIC_BATCH if i == 0 else dim_size)
+                     for i, (d, name) in enumerate(zip(spec.shape, names))]
             dtype = np.dtype(spec.dtype)
             if dtype.kind == "f":
                 if spec.value_range:
@@ -51,6 +55,24 @@ def random_samples(inputs, n: int = 3, seed: int = 0, dim_size: int = DYNAMIC_DI
             sample[spec.name] = value.astype(dtype)
         samples.append(sample)
     return samples
+
+
+def named_dim_sizes(inputs, dim_size: int = DYNAMIC_DIM) -> dict[str, int]:
+    """One size per dim name shared by the inputs: ``DYNAMIC_BATCH`` for a name that is the first
+    dim of some input (a batch, wherever else it appears), else ``dim_size``.
+
+    Example:
+        >>> audio = TensorSpec("audio", [None, None], "float32", dim_names=("batch", "time"))
+        >>> h0 = TensorSpec("h0", [1, None, 8], "float32", dim_names=(None, "batch", None))
+        >>> named_dim_sizes([audio, h0], 1024)
+        {'batch': 2, 'time': 1024}
+    """
+    sizes: dict[str, int] = {}
+    for spec in inputs:
+        for i, (d, name) in enumerate(zip(spec.shape, spec.dim_names or ())):
+            if d is None and name is not None and (i == 0 or name not in sizes):
+                sizes[name] = DYNAMIC_BATCH if i == 0 else dim_size
+    return sizes
 
 
 def load_npz_sample(path, inputs) -> dict[str, np.ndarray]:

@@ -27,7 +27,8 @@ def test_onnx_conversion_writes_a_verified_savedmodel_and_bundle(tiny_converted,
     assert report["parity"]["tfjs"]["candidate"] == "tfjs-wasm"
     (image,) = report["model"]["inputs"]
     assert image == {"name": "image", "shape": [None, 32, 32, 3], "dtype": "float32", "layout": "NHWC",
-                     "source_name": "image", "source_layout": "NCHW", "value_range": None, "meaning": None}
+                     "source_name": "image", "source_layout": "NCHW", "value_range": None, "meaning": None,
+                     "dim_names": ["batch", None, None, None]}  # the ONNX dim_param of the dynamic batch
     assert report["model"]["outputs"][0]["name"] == "logits"
     assert report["op_histogram"]["Conv2D"] == 2
     # Flatten after global pooling became a Squeeze: no layout Transpose left in the graph.

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from converter.errors import UnsupportedOpsError
 from converter.sources.onnx import check_supported_ops
 from converter.sources.onnx_functions import expand_functions
-from converter.sources.onnx_op_rewrites import explicit_kernel_shape, reversing_slice_to_gather, slice_indices
+from converter.sources.onnx_op_rewrites import explicit_kernel_shape, lift_batch_moving_transposes, reversing_slice_to_gather, slice_indices
 from converter.sources.onnx_passes import run_passes
 
 RNG = np.random.default_rng(0)
@@ -104,3 +104,27 @@ def test_conv_transpose_gets_the_kernel_shape_of_its_weights():
     assert explicit_kernel_shape(model) == 1
     assert helper.get_attribute_value(model.graph.node[0].attribute[0]) == [3, 3]
     np.testing.assert_allclose(_run(model, {"x": x})[0], want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dims, perm, opset", [(["b", 8, "t"], [2, 0, 1], 17), (["b", "c", "t"], [1, 2, 0], 17),
+                                               (["b", 3, "h", "w"], [2, 0, 3, 1], 17), (["b", 8, "t"], [2, 0, 1], 11)])
+def test_a_transpose_that_moves_the_batch_is_lifted_a_rank_with_the_same_values(dims, perm, opset):
+    """Two unknown output dims: channels-last Transpose, Unsqueeze(0), a perm keeping axis 0, Squeeze(0)."""
+    model = _model([helper.make_node("Transpose", ["x"], ["y"], name="T", perm=perm)],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], opset=opset)
+    x = RNG.normal(size=[d if isinstance(d, int) else 2 + i for i, d in enumerate(dims)]).astype(np.float32)
+    assert lift_batch_moving_transposes(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Transpose", "Unsqueeze", "Transpose", "Squeeze"]
+    lifted = helper.get_attribute_value(model.graph.node[2].attribute[0])
+    assert lifted[0] == 0 and helper.get_attribute_value(model.graph.node[0].attribute[0])[0] == 0
+    np.testing.assert_array_equal(_run(model, {"x": x})[0], x.transpose(perm))
+
+
+def test_a_transpose_onnx2tf_reads_right_is_left_alone():
+    """Axis 0 kept, or one unknown output dim (the fixed-batch LSTM's [frames, 1, 8]): no rewrite."""
+    f = TensorProto.FLOAT
+    for dims, perm in ((["b", 8, "t"], [0, 2, 1]), ([1, 8, "t"], [2, 0, 1])):
+        model = _model([helper.make_node("Transpose", ["x"], ["y"], perm=perm)], [helper.make_tensor_value_info("x", f, dims)],
+                       [helper.make_tensor_value_info("y", f, None)], opset=17)
+        assert lift_batch_moving_transposes(model) == 0

@@ -262,12 +262,13 @@ def test_class6_failure_names_the_node_in_transferjs_terms_and_keeps_the_full_lo
 # ----------------------------------------------------------------------------- class 4
 
 
-def _streaming_audio_model(path, metadata=None, compare_with=16000):
+def _streaming_audio_model(path, metadata=None, compare_with=16000, batch=1):
     """A streaming audio model in miniature: ``If(sr == 16000)`` between two 1-D conv front-ends, then an LSTM with state.
 
-    Inputs ``audio [1, time]`` float, ``sr`` int64 scalar, ``h0``/``c0 [1, 1, 8]``; the 16 kHz branch is
-    ``Unsqueeze -> Conv(k256, s128)``, the 8 kHz one ``Unsqueeze -> Conv(k128, s64)``, both ``[1, 8, frames]``;
-    then ``Relu -> Transpose -> LSTM`` (hidden 8) -> ``out [frames, 1, 8]``, ``hN``, ``cN``.
+    Inputs ``audio [batch, time]`` float, ``sr`` int64 scalar, ``h0``/``c0 [1, batch, 8]``; the 16 kHz branch is
+    ``Unsqueeze -> Conv(k256, s128)``, the 8 kHz one ``Unsqueeze -> Conv(k128, s64)``, both ``[batch, 8, frames]``;
+    then ``Relu -> Transpose -> LSTM`` (hidden 8) -> ``out [frames, batch, 8]``, ``hN``, ``cN``. ``batch`` is 1
+    (the fixture of the first round) or a ``dim_param`` name shared by ``audio``, ``h0`` and ``c0`` (the usual real layout).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -283,7 +284,7 @@ def _streaming_audio_model(path, metadata=None, compare_with=16000):
         return helper.make_graph(
             [helper.make_node("Unsqueeze", ["audio", "axis1"], [f"{name}_x"], name=f"{name}/Unsqueeze"),
              helper.make_node("Conv", [f"{name}_x", w, b], [f"{name}_feat"], name=f"{name}/Conv", kernel_shape=[k], strides=[s])],
-            name, [], [helper.make_tensor_value_info(f"{name}_feat", TensorProto.FLOAT, [1, 8, None])])
+            name, [], [helper.make_tensor_value_info(f"{name}_feat", TensorProto.FLOAT, [batch, 8, None])])
 
     nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"], name="Equal_0"),
              helper.make_node("If", ["is16k"], ["feat"], name="If_0", then_branch=branch("then", "w16", "b16", 256, 128),
@@ -293,10 +294,10 @@ def _streaming_audio_model(path, metadata=None, compare_with=16000):
              helper.make_node("LSTM", ["seq", "lstm_w", "lstm_r", "lstm_b", "", "h0", "c0"], ["y", "hN", "cN"], name="LSTM_0", hidden_size=8),
              helper.make_node("Squeeze", ["y", "axis1"], ["out"], name="Squeeze_0")]
     f = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("audio", f, [1, "time"]), helper.make_tensor_value_info("sr", TensorProto.INT64, []),
-              helper.make_tensor_value_info("h0", f, [1, 1, 8]), helper.make_tensor_value_info("c0", f, [1, 1, 8])]
-    outputs = [helper.make_tensor_value_info("out", f, ["frames", 1, 8]), helper.make_tensor_value_info("hN", f, [1, 1, 8]),
-               helper.make_tensor_value_info("cN", f, [1, 1, 8])]
+    inputs = [helper.make_tensor_value_info("audio", f, [batch, "time"]), helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+              helper.make_tensor_value_info("h0", f, [1, batch, 8]), helper.make_tensor_value_info("c0", f, [1, batch, 8])]
+    outputs = [helper.make_tensor_value_info("out", f, ["frames", batch, 8]), helper.make_tensor_value_info("hN", f, [1, batch, 8]),
+               helper.make_tensor_value_info("cN", f, [1, batch, 8])]
     graph = helper.make_graph(nodes, "audio", inputs, outputs, initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     for key, value in (metadata or {}).items():
@@ -306,9 +307,9 @@ def _streaming_audio_model(path, metadata=None, compare_with=16000):
     return path
 
 
-def _audio_inputs(rng, n, sr=16000):
-    return {"audio": rng.uniform(-1, 1, (1, n)).astype(np.float32), "sr": np.array(sr, np.int64),
-            "h0": rng.standard_normal((1, 1, 8)).astype(np.float32) * 0.5, "c0": rng.standard_normal((1, 1, 8)).astype(np.float32) * 0.5}
+def _audio_inputs(rng, n, sr=16000, batch=1):
+    return {"audio": rng.uniform(-1, 1, (batch, n)).astype(np.float32), "sr": np.array(sr, np.int64),
+            "h0": rng.standard_normal((1, batch, 8)).astype(np.float32) * 0.5, "c0": rng.standard_normal((1, batch, 8)).astype(np.float32) * 0.5}
 
 
 def test_class4_streaming_audio_converts_with_no_flags_and_runs_at_two_lengths(tmp_path):
@@ -331,6 +332,21 @@ def test_class4_the_other_sample_rate_comes_from_the_users_sample(tmp_path):
     report = _convert(path, tmp_path / "out", "--sample", tmp_path / "sample.npz")
     assert report["source"]["fixed_inputs"] == {"sr": 8000} and "--sample" in report["source"]["fixed_inputs_from"]["sr"]
     _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n, sr=8000) for n in (1024, 1600)], atol=1e-5)
+    meta = json.loads((tmp_path / "out" / "tfjs" / "metadata.json").read_text())
+    assert meta["fixedInputs"] == [{"name": "sr", "value": 8000, "from": report["source"]["fixed_inputs_from"]["sr"]}]
+    assert "sr" not in [i["name"] for i in meta["inputs"]]
+    proc = _predict_mjs(tmp_path / "out" / "tfjs", tmp_path / "nope.png")  # the note comes before any input is read
+    assert "note: this bundle was converted with sr = 8000 (from the --sample" in proc.stderr, proc.stderr
+
+
+def _predict_mjs(bundle, *args):
+    import os
+    import subprocess
+
+    from converter.runtimes.node import js_dir, node_executable
+
+    env = {**os.environ, "NODE_PATH": str(js_dir() / "node_modules")}
+    return subprocess.run([node_executable(), str(bundle / "predict.mjs"), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_class4_sample_rate_from_the_models_metadata(tmp_path):
@@ -358,3 +374,57 @@ def test_class4_parity_samples_are_long_enough_for_the_conv_front_end(tmp_path):
     from converter.sources.onnx import load_onnx_source
 
     assert load_onnx_source(_streaming_audio_model(tmp_path / "vad.onnx")).sample_dim_size() == 1024
+
+
+def test_class4_dims_that_share_a_dim_param_get_one_size_in_parity_samples(tmp_path):
+    """``audio [batch, time]``, ``h0 [1, batch, 8]``: the source runs the random samples only if both batches are equal."""
+    from converter.model import TensorSpec
+    from converter.samples import named_dim_sizes, random_samples
+    from converter.sources.onnx import load_onnx_source
+
+    source = load_onnx_source(_streaming_audio_model(tmp_path / "vad.onnx", batch="batch"))
+    audio, h0 = source.inputs[0], source.inputs[1]
+    assert audio.dim_names == ("batch", "time") and h0.dim_names == (None, "batch", None)
+    assert named_dim_sizes(source.inputs, 1024) == {"batch": 2, "time": 1024}
+    (sample,) = random_samples(source.inputs, 1, dim_size=1024)
+    assert sample["audio"].shape == (2, 1024) and sample["h0"].shape == sample["c0"].shape == (1, 2, 8)
+    assert source.run([sample])[0]["out"].shape == (7, 2, 8)
+    # spec.json written before dim_names existed still loads; a written one keeps them
+    old = {"name": "h0", "shape": [1, None, 8], "dtype": "float32"}
+    assert TensorSpec.from_dict(old).dim_names is None
+    assert TensorSpec.from_dict({**old, "dim_names": [None, "batch", None]}) == h0
+
+
+def test_class4_dynamic_batch_and_time_converts_with_no_flags_and_runs_at_two_batch_sizes(tmp_path):
+    """The usual real layout: the batch is a ``dim_param`` shared by ``audio`` and the LSTM state; the
+    Transpose to ``[frames, batch, 8]`` is lifted a rank so onnx2tf keeps its perm (``lift_batch_moving_transposes``)."""
+    path = _streaming_audio_model(tmp_path / "vad.onnx", batch="batch")
+    report = _convert(path, tmp_path / "out")
+    assert report["source"]["onnx_passes"]["lift_batch_moving_transposes"] == 1
+    assert "fixed_input_shapes" not in report["source"] and report["parity"]["tensorflow"]["ok"]
+    rng = np.random.default_rng(43)
+    model = _tfjs_matches_onnxruntime(tmp_path / "out", path, [_audio_inputs(rng, n, batch=b) for b, n in ((1, 1024), (3, 1600))], atol=1e-5)
+    assert [i.shape for i in model.inputs] == [[None, None], [1, None, 8], [1, None, 8]]
+    assert model.inputs[1].dim_names == (None, "batch", None)
+
+
+def test_a_torch_export_dim_shared_by_two_inputs_gets_one_size_in_parity_samples(tmp_path):
+    """``.pt2`` with ``Dim("batch")`` at ``x`` dim 0 and ``h`` dim 1: the dynamo export names both ``s…``; one size."""
+    import torch
+
+    from converter.samples import random_samples
+    from converter.sources.torch import load_torch_file
+
+    class AddState(torch.nn.Module):
+        def forward(self, x, h):
+            return x.unsqueeze(0) + h
+
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(AddState(), (torch.randn(3, 4), torch.randn(1, 3, 4)), dynamic_shapes=({0: batch}, {1: batch}))
+    torch.export.save(program, tmp_path / "state.pt2")
+    source = load_torch_file(tmp_path / "state.pt2")
+    x, h = source.inputs
+    assert x.dim_names[0] is not None and h.dim_names == (None, x.dim_names[0], None)
+    (sample,) = random_samples(source.inputs, 1)
+    assert sample["x"].shape == (2, 4) and sample["h"].shape == (1, 2, 4)
+    assert next(iter(source.run([sample])[0].values())).shape == (1, 2, 4)

@@ -85,7 +85,20 @@ def metadata(model, quantize: str | None, bundle_dir=None) -> dict:
         "outputs": outputs,
         "quantization": _quantization(quantize, bundle_dir),
         "source": {k: v for k, v in model.source.items() if k in ("format", "path", "sha256", "file_kind")},
+        **({"fixedInputs": fixed} if (fixed := _fixed_inputs(model.source)) else {}),
     }
+
+
+def _fixed_inputs(source: dict) -> list[dict]:
+    """Source inputs fixed at conversion (``source.fixed_inputs``: a sample rate an ``If`` branched on):
+    gone from the graph, so a caller must give data that suits the value.
+
+    Example:
+        >>> _fixed_inputs({"fixed_inputs": {"sr": 16000}, "fixed_inputs_from": {"sr": "the constant it is compared with"}})
+        [{'name': 'sr', 'value': 16000, 'from': 'the constant it is compared with'}]
+    """
+    origin = source.get("fixed_inputs_from", {})
+    return [{"name": k, "value": v, "from": origin.get(k)} for k, v in (source.get("fixed_inputs") or {}).items()]
 
 
 def _quantization(quantize: str | None, bundle_dir) -> dict | str | None:

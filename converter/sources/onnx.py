@@ -97,7 +97,8 @@ def _all_tensors(graph):
 
 
 def graph_inputs(model) -> list[dict]:
-    """Inputs that are not initializers: name, shape (``None`` where dynamic), dtype."""
+    """Inputs that are not initializers: name, shape (``None`` where dynamic), dtype, and
+    dim_names (the ``dim_param`` of each dynamic dim, else ``None``)."""
     inits = {i.name for i in model.graph.initializer}
     result = []
     for i in model.graph.input:
@@ -105,7 +106,8 @@ def graph_inputs(model) -> list[dict]:
             continue
         t = i.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-        result.append({"name": i.name, "shape": shape, "dtype": _ONNX_DTYPES.get(t.elem_type, str(t.elem_type))})
+        names = [None if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+        result.append({"name": i.name, "shape": shape, "dtype": _ONNX_DTYPES.get(t.elem_type, str(t.elem_type)), "dim_names": names})
     return result
 
 
@@ -292,10 +294,11 @@ def rename_io(model, mapping: dict[str, str]):
 
 
 def input_specs(model) -> list[TensorSpec]:
-    """The ``TensorSpec`` of each graph input (``None`` where a dim is dynamic)."""
+    """The ``TensorSpec`` of each graph input (``None`` where a dim is dynamic, named by its ``dim_param``)."""
     ranges = index_input_ranges(model)
     return [TensorSpec(name=i["name"], shape=i["shape"], dtype=i["dtype"], layout=image_layout(i["shape"], i["dtype"]),
-                       value_range=ranges.get(i["name"])) for i in graph_inputs(model)]
+                       value_range=ranges.get(i["name"]), dim_names=tuple(i["dim_names"]) if any(i["dim_names"]) else None)
+            for i in graph_inputs(model)]
 
 
 class OnnxSource(SourceModel):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from converter.sources.onnx_graph_query import opset_of, shapes as inferred_shapes
+
 
 def _static_shapes(model) -> dict[str, list]:
     import onnx
@@ -154,3 +156,69 @@ def explicit_reduce_axes(model) -> int:
             node.input[1] = name
         done += 1
     return done
+
+
+def _inverse(perm: list[int]) -> list[int]:
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return inverse
+
+
+def lift_batch_moving_transposes(model) -> int:
+    """Spell a ``Transpose`` that moves axis 0 as transposes that keep axis 0, one rank up.
+
+    Before::  seq = Transpose(act [batch, 8, frames], perm=[2, 0, 1])   -> [frames, batch, 8]
+    After::   a = Transpose(act, perm=[0, 2, 1])                         -> [batch, frames, 8]
+              u = Unsqueeze(a, [0]);  t = Transpose(u, perm=[0, 2, 1, 3]);  seq = Squeeze(t, [0])
+
+    onnx2tf maps a perm that keeps axis 0 onto its NWC/NHWC tensors exactly, but for
+    one that moves axis 0 it guesses the perm by matching the output's dims against
+    its tensor's, and with two unknown dims every guess is the identity: a streaming
+    LSTM with a dynamic batch and time got ``[batch, frames, 8]`` as ``[frames, batch, 8]``
+    (``out`` [1, 7, 8] for [7, 1, 8]; a batch of 2 failed inside its ``While``). The first
+    Transpose puts the channels last (an identity on onnx2tf's channel-last tensor),
+    after which its tensor has the ONNX order and the lifted perm keeps axis 0.
+    Left alone where at most one output dim is unknown (the guess is then right) or
+    the rank is below 3.
+    """
+    candidates = [n for n in model.graph.node if n.op_type == "Transpose" and _perm(n) and _perm(n)[0] != 0 and len(_perm(n)) >= 3]
+    if not candidates:
+        return 0
+    shapes = inferred_shapes(model)
+    count = 0
+    for node in candidates:
+        perm, out = _perm(node), shapes.get(node.output[0])
+        if out is not None and out.count(None) < 2:
+            continue
+        new = _lifted_transpose(model, node.name or node.output[0], node.input[0], node.output[0], perm)
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        count += 1
+    return count
+
+
+def _lifted_transpose(model, base: str, source: str, output: str, perm: list[int]) -> list:
+    """The four nodes of ``lift_batch_moving_transposes``: channels last, Unsqueeze(0), the lifted perm, Squeeze(0)."""
+    from onnx import helper, numpy_helper
+
+    rank = len(perm)
+    channels_last = [0] + list(range(2, rank)) + [1]
+    lifted = [0] + [1 + p for p in (_inverse(channels_last)[q] for q in perm)]
+    names = [f"{base}/channels_last", f"{base}/lift", f"{base}/lifted"]
+    if opset_of(model) < 13:
+        unsqueeze = helper.make_node("Unsqueeze", names[:1], names[1:2], name=names[1], axes=[0])
+        squeeze = helper.make_node("Squeeze", names[2:], [output], name=f"{base}/unlift", axes=[0])
+    else:
+        axis0 = f"{base}/axis0"
+        model.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), axis0))
+        unsqueeze = helper.make_node("Unsqueeze", [names[0], axis0], names[1:2], name=names[1])
+        squeeze = helper.make_node("Squeeze", [names[2], axis0], [output], name=f"{base}/unlift")
+    return [helper.make_node("Transpose", [source], names[:1], name=names[0], perm=channels_last), unsqueeze,
+            helper.make_node("Transpose", names[1:2], names[2:], name=names[2], perm=lifted), squeeze]
+
+
+def _perm(node) -> list[int] | None:
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)

@@ -4,6 +4,7 @@
 // Usage: node predict.mjs IMAGE.(png|jpg) [--top 5] [--backend wasm|cpu] [--json]
 // Needs @tensorflow/tfjs, @tensorflow/tfjs-backend-wasm, pngjs and jpeg-js:
 // `npm install` in this folder (see package.json), or NODE_PATH set to a node_modules that has them.
+// A bundle whose metadata.json lists fixedInputs (a sample rate fixed at conversion) says so on stderr.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -63,9 +64,20 @@ async function classify(model, meta, image, top) {
   return result;
 }
 
+// Inputs the converter fixed (a sample rate an If branched on) are not inputs of this bundle: say so.
+function fixedInputsNote(meta) {
+  const fixed = meta.fixedInputs || [];
+  if (!fixed.length) return null;
+  const items = fixed.map((f) => `${f.name} = ${f.value}${f.from ? ` (from ${f.from})` : ''}`);
+  return `this bundle was converted with ${items.join(', ')} fixed: ${fixed.length > 1 ? 'they are' : 'it is'} ` +
+    'not an input here; give data that suits that value, or convert again for another (transferjs convert --sample)';
+}
+
 const args = parseArgs(process.argv.slice(2));
 try {
   const meta = readMetadata();
+  const note = fixedInputsNote(meta);
+  if (note) console.error(`note: ${note}`);
   await initBackend(args.backend);
   const { model } = await loadBundle(here);
   // One bad image does not hide the others' answers: each is reported, then the exit code says so.
@@ -78,7 +90,7 @@ try {
       results.push({ image, error: e.message });
     }
   }
-  if (args.json) console.log(JSON.stringify({ backend: tf.getBackend(), results }));
+  if (args.json) console.log(JSON.stringify({ backend: tf.getBackend(), results, ...(meta.fixedInputs ? { fixedInputs: meta.fixedInputs } : {}) }));
   for (const { image, top, error } of results) {
     if (error) console.error(`error: ${error}`);
     else if (!args.json) {
