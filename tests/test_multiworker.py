@@ -143,6 +143,32 @@ def assert_same_fine_tuned_model(out: Path, reference: dict) -> None:
     assert report["test"]["accuracy"] == want["test"]["accuracy"]
 
 
+def _fine_tuned(model_dir, data: Path, out: Path, workers: int) -> dict:
+    """``tests/finetune_worker.py`` as ``workers`` processes (1: plainly, no cluster); the chief's weights."""
+    import sys
+
+    from transferjs.workers import run_local_workers
+
+    command = [sys.executable, str(ROOT / "tests" / "finetune_worker.py"), str(model_dir), str(data), str(out)]
+    code = run_local_workers(command, workers) if workers > 1 else subprocess.run(command, cwd=ROOT).returncode
+    assert code == 0
+    with np.load(out) as saved:
+        return {k: saved[k] for k in saved.files}
+
+
+@pytest.mark.slow
+def test_two_workers_fine_tune_the_same_weights_as_one(tiny_converted, emoji_60, tmp_path):
+    """Every fine-tuned weight (2 graph layers and the head, 2 epochs of 4 global batches) within 1e-4."""
+    one = _fine_tuned(tiny_converted.model.directory, emoji_60, tmp_path / "one.npz", 1)
+    two = _fine_tuned(tiny_converted.model.directory, emoji_60, tmp_path / "two.npz", 2)
+    assert one.keys() == two.keys() and len(one) == 7  # 2 layers' kernel and bias, the head's, the history
+    history = [json.loads(str(r["history"])) for r in (one, two)]
+    assert history[0]["loss"][1] < history[0]["loss"][0]  # it trains
+    assert history[1]["loss"] == pytest.approx(history[0]["loss"], rel=1e-5)
+    diff = max(float(np.abs(one[k] - two[k]).max()) for k in one if k != "history")
+    assert diff <= 1e-4, f"max weight difference {diff}"
+
+
 @pytest.mark.slow
 def test_two_workers_fine_tune_the_one_worker_model(tiny_converted, emoji_60, one_worker_tuned, tmp_path):
     out = tmp_path / "out"
@@ -153,3 +179,31 @@ def test_two_workers_fine_tune_the_one_worker_model(tiny_converted, emoji_60, on
     assert report["workers"] == 2 and report["fine_tune"]["history"]["all_reduce_bytes_per_step"] > 0
     assert_same_fine_tuned_model(out, one_worker_tuned)
     assert not list(tmp_path.glob(".*transferjs-run"))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_fine_tune_epoch_resumes_to_the_one_worker_model(tiny_converted, emoji_60, one_worker_tuned,
+                                                                            tmp_path):
+    """kill -9 of worker 1 in fine-tuning's second epoch: exit 130, nothing written; --resume continues from epoch 1."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["retrain", tiny_converted.model.directory, "--data", emoji_60, "-o", out, "--cache-dir", cache,
+            "--workers", "2", *ARGS, *FINE_TUNE]
+    proc = subprocess.Popen(TRANSFERJS + list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / ".out.transferjs-run" / "fine_tune.npz"  # the chief's, after fine-tuning's first epoch
+    deadline, worker = time.monotonic() + 600, None
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        worker = worker or _worker_pid(proc.pid, 1)
+        time.sleep(0.02)
+    assert proc.poll() is None and worker, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    os.kill(worker, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-3000:]
+    assert "worker 1 of 2 was killed (signal 9)" in err.decode()
+    assert not out.exists()
+
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "fine-tune: resumed after epoch 1" in resumed.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["fine_tune"]["history"]["resumed_from_epoch"] == 1
+    assert_same_fine_tuned_model(out, one_worker_tuned)
