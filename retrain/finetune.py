@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from converter.images import load_rgb, normalize, resize
@@ -150,8 +152,8 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
     weights = class_weights(y_train, classes)
     y_judge = np.array([label for _, label in judge])
 
-    bars = []
-    run_epoch = _epoch_runner(step, train, extractor, weights, config, progress, bars, closes=not judge)
+    bars, trained = [], {"images": 0, "seconds": 0.0}
+    run_epoch = _epoch_runner(step, train, extractor, weights, config, progress, bars, not judge, trained)
 
     def validate() -> dict:
         result = evaluate(predict(forward, judge, model, config.batch_size, workers, classes), y_judge)
@@ -164,6 +166,8 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
     history["trainable_layers"] = graph.trainable_layer_names
     history["trainable_parameters"] = int(sum(np.prod(v.shape) for v in graph.trainable_variables))
     history["all_reduce_bytes_per_step"] = step.all_reduce_bytes if workers.count > 1 else 0
+    # images of global batches trained per second of this process's epochs (decoding, steps, all-reduce)
+    history["train_images_per_s"] = trained["images"] / trained["seconds"] if trained["seconds"] else None
     return {"history": history, "forward": forward}
 
 
@@ -173,11 +177,15 @@ def _head_dropout(head) -> float:
     return float(layer.rate) if layer is not None else 0.0
 
 
-def _epoch_runner(step, train, extractor, weights, config, progress: bool, bars: list, closes: bool):
-    """``run_epoch(epoch)``: one pass over ``train`` in the epoch's seeded order, this worker's shards."""
+def _epoch_runner(step, train, extractor, weights, config, progress: bool, bars: list, closes: bool, trained: dict):
+    """``run_epoch(epoch)``: one pass over ``train`` in the epoch's seeded order, this worker's shards.
+
+    ``trained`` accumulates the global images and seconds of the epochs run (for images/s).
+    """
     dropout = _head_dropout(step.head)
 
     def run_epoch(epoch: int) -> dict:
+        start = time.perf_counter()
         order = np.random.default_rng([config.seed, epoch]).permutation(len(train))
         examples = ExampleSettings(config.seed, epoch, config.augment, dropout, extractor.dim)
         bars.append(Progress(f"fine-tune epoch {epoch + 1}/{config.fine_tune_epochs}", len(train), enabled=progress))
@@ -188,6 +196,8 @@ def _epoch_runner(step, train, extractor, weights, config, progress: bool, bars:
             bars[-1].update(batch.global_size, f"loss {loss / seen:.3f}")
         if closes:
             bars[-1].close()
+        trained["images"] += len(train)
+        trained["seconds"] += time.perf_counter() - start
         return {"loss": loss / len(train), "accuracy": correct / len(train)}
 
     return run_epoch

@@ -162,11 +162,11 @@ def test_two_workers_fine_tune_the_same_weights_as_one(tiny_converted, emoji_60,
     one = _fine_tuned(tiny_converted.model.directory, emoji_60, tmp_path / "one.npz", 1)
     two = _fine_tuned(tiny_converted.model.directory, emoji_60, tmp_path / "two.npz", 2)
     assert one.keys() == two.keys() and len(one) == 7  # 2 layers' kernel and bias, the head's, the history
+    diff = max(float(np.abs(one[k] - two[k]).max()) for k in one if k != "history")
+    assert diff <= 1e-4, f"max weight difference {diff}"
     history = [json.loads(str(r["history"])) for r in (one, two)]
     assert history[0]["loss"][1] < history[0]["loss"][0]  # it trains
     assert history[1]["loss"] == pytest.approx(history[0]["loss"], rel=1e-5)
-    diff = max(float(np.abs(one[k] - two[k]).max()) for k in one if k != "history")
-    assert diff <= 1e-4, f"max weight difference {diff}"
 
 
 @pytest.mark.slow
