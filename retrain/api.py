@@ -105,7 +105,7 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
             (the CLI makes TensorFlow's ops deterministic there; bad input is answered in a second).
         workers: run as one of several workers (``distributed.join_cluster()``; every worker calls
             ``retrain`` with the same arguments): features extracted in shards into the shared cache,
-            the head fitted data-parallel from the feature store; only the chief (rank 0) writes ``out``
+            the head fitted and fine-tuned data-parallel; only the chief (rank 0) writes ``out``
             and the checkpoints; the others return a ``RetrainResult`` without ``model`` and ``bundle``.
 
     Returns:
@@ -120,9 +120,6 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         ParityError: an exported TF.js bundle differs from its SavedModel.
     """
     check_writable(out, overwrite, (model_dir, data, cache_dir))
-    if workers is not None and workers.count > 1 and config.fine_tune:
-        raise InputError(f"--fine-tune runs on one worker only (not yet data-parallel); received {workers.count} "
-                         "workers: drop --fine-tune, or fine-tune with --workers 1")
     seconds, chief = {}, workers is None or workers.chief
     with _timed(seconds, "load"):
         backbone = _backbone(model_dir, preprocessing, log)
@@ -144,11 +141,11 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
             frozen = frozen_head_phase(x, y, dataset.labels, plan, config, log, workers or SINGLE)
         report = _report(model_dir, fx, dataset, skipped, plan, frozen, config)
         report["workers"] = workers.count if workers is not None else 1
+        run = _Run(fx, items, y, dataset.labels, plan, config, report, seconds, workers or SINGLE)
+        check_model, delivered, shown = _phases(run, frozen, checkpoints, resume, progress, log)
         if not chief:
             workers.barrier()  # the chief writes every output: wait until it has
             return RetrainResult(report, None, None, [])
-        run = _Run(fx, items, y, dataset.labels, plan, config, report, seconds)
-        check_model, delivered, shown = _phases(run, frozen, checkpoints, resume, progress, log)
         if baseline:
             with _timed(seconds, "baseline"):
                 _baseline(run, report)
@@ -179,6 +176,7 @@ class _Run:
     config: TrainConfig
     report: dict
     seconds: dict
+    workers: Workers = SINGLE
 
     def paths(self, positions) -> list:
         return [self.items[i][0] for i in positions]
@@ -193,7 +191,8 @@ def _phases(run: _Run, frozen: dict, checkpoints: Path, resume: bool, progress: 
     if not config.fine_tune:
         return check_model, delivered, shown
     with _timed(run.seconds, "fine_tune"):
-        tuned = fine_tune_phase(run.fx, run.items, run.labels, plan, frozen, config, checkpoints, resume, progress, log)
+        tuned = fine_tune_phase(run.fx, run.items, run.labels, plan, frozen, config, checkpoints, resume, progress, log,
+                                run.workers)
     run.report["fine_tune"] = tuned["summary"]
     if tuned["summary"]["kept"]:
         run.report["test"] = tuned["summary"].pop("test")

@@ -1,8 +1,10 @@
 """Phase 2: fine-tune the top of the converted graph together with the head, on streamed images.
 
-Images are decoded batch by batch (``tf.data`` from a generator, prefetched), never all
-held in memory; augmentation (flip, rotation, zoom, brightness, contrast) runs on the
-fly on resized 0..255 pixels, before the model's normalisation, seeded by ``(seed, epoch)``.
+Images are decoded batch by batch (``tf.data`` from a generator, prefetched), never all held in
+memory. Training is synchronous data-parallel (``data_parallel``; one worker is ``count=1``): each
+worker trains on its shard of every global batch. Augmentation (flip, rotation, zoom, brightness,
+contrast) on resized 0..255 pixels and the head's dropout are drawn per image from
+``(seed, epoch, position)`` (``example_augmentation``), whichever worker sees the image.
 
 Example:
     >>> graph = extractor.trainable(8)                    # last 8 weight layers become variables
@@ -11,53 +13,48 @@ Example:
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from converter.images import load_rgb, normalize, resize
+from retrain.data_parallel import DataParallelStep, ExampleSettings, shard_batches
+from retrain.distributed import SINGLE, Workers
 from retrain.loop import FitSpec, fit
 from retrain.progress import Progress
-from retrain.train import class_weights, evaluate, train_step
+from retrain.train import class_weights, evaluate
 
 
-def image_dataset(items, model, batch_size: int, order=None, augment_seed: int | None = None):
-    """``tf.data`` batches ``(model input, label)`` from ``items`` = [(path, label)], in ``order``."""
+def image_dataset(items, model, batch_size: int):
+    """``tf.data`` batches ``(model input, label)`` of ``items`` = [(path, label)], in order, not augmented."""
     import tensorflow as tf
 
-
     p, layout = model.preprocessing, (model.inputs[0].layout or "NHWC")
-    order = np.arange(len(items)) if order is None else order
 
     def generate():
-        for i in order:
-            path, label = items[i]
+        for path, label in items:
             yield resize(load_rgb(path), p.size), np.int32(label)
 
     spec = (tf.TensorSpec((*p.size, 3), tf.float32), tf.TensorSpec((), tf.int32))
     data = tf.data.Dataset.from_generator(generate, output_signature=spec).batch(batch_size)
-    if augment_seed is not None:
-        augment = augmentation(augment_seed)
-        data = data.map(lambda x, y: (augment(x, training=True), y))
     return data.map(lambda x, y: (normalize(x, p, layout), y)).prefetch(2)
 
 
-def augmentation(seed: int):
-    """Random flip, rotation (±18°), zoom (±10 %), brightness and contrast (±10 %) on 0..255 pixels."""
-    import keras
+def predict(forward, items, model, batch_size: int = 32, workers: Workers = SINGLE, classes: int = 0) -> np.ndarray:
+    """Probabilities of ``forward`` on ``items``' images (no augmentation).
 
-    layers = keras.layers
-    return keras.Sequential([
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomRotation(0.05, fill_mode="nearest", seed=seed + 1),
-        layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 2),
-        layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed + 3),
-        layers.RandomContrast(0.1, seed=seed + 4),
-    ], name="augmentation")
-
-
-def predict(forward, items, model, batch_size: int = 32) -> np.ndarray:
-    """Probabilities of ``forward`` on ``items``' images (no augmentation)."""
-    batches = [forward(x, False).numpy() for x, _ in image_dataset(items, model, batch_size)]
-    return np.concatenate(batches) if batches else np.zeros((0, 0), np.float32)
+    With several ``workers`` each predicts every ``count``-th image and the rows are gathered with
+    ``all_sum`` (adding the others' zeros is exact): every worker returns the whole array.
+    ``classes`` sizes it when this worker's share is empty.
+    """
+    mine = np.arange(workers.rank, len(items), workers.count)
+    batches = [forward(x, False).numpy() for x, _ in image_dataset([items[i] for i in mine], model, batch_size)]
+    if workers.count == 1:
+        return np.concatenate(batches) if batches else np.zeros((0, classes), np.float32)
+    out = np.zeros((len(items), batches[0].shape[1] if batches else classes), np.float32)
+    if batches:
+        out[mine] = np.concatenate(batches)
+    return workers.all_sum(out)
 
 
 def learning_rate_schedule(peak: float, steps: int):
@@ -120,7 +117,7 @@ class LayerwiseAdam:
 
 
 def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkpoint=None, resume: bool = False,
-              progress: bool = True, log=print) -> dict:
+              progress: bool = True, log=print, workers: Workers = SINGLE) -> dict:
     """Train ``graph``'s variables and ``head`` together for ``config.fine_tune_epochs`` (fixed schedule).
 
     Every epoch runs; the last one's weights are kept. ``judge`` (held-out images) is scored after each
@@ -132,7 +129,9 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
         extractor: the ``FeatureExtractor`` (model, preprocessing, layout).
         train, judge: lists of ``(path, label index)``; ``judge`` may be empty (a refit on every image).
         config: ``TrainConfig`` (``fine_tune_epochs``, ``fine_tune_learning_rate`` (the peak, the head's),
-            ``fine_tune_layer_decay``, ``fine_tune_label_smoothing``, ``augment``, ``seed``).
+            ``fine_tune_layer_decay``, ``fine_tune_label_smoothing``, ``augment``, ``dropout``, ``seed``).
+        workers: every worker calls this with the same arguments; each trains on its shard of every
+            global batch (``data_parallel``) and only the chief writes ``checkpoint``.
 
     Returns:
         ``{"history": dict, "forward": callable (images, training) -> probabilities}``.
@@ -149,40 +148,56 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
     def forward(x, training):
         return head(graph(x), training=training)
 
-    step = train_step(forward, variables, optimizer, classes, config.fine_tune_label_smoothing)
+    step = DataParallelStep(graph, head, variables, optimizer, classes, config.fine_tune_label_smoothing, workers)
     weights = class_weights(y_train, classes)
     y_judge = np.array([label for _, label in judge])
 
-    bars = []
-    run_epoch = _epoch_runner(step, train, model, weights, config, progress, bars, closes=not judge)
+    bars, trained = [], {"images": 0, "seconds": 0.0}
+    run_epoch = _epoch_runner(step, train, extractor, weights, config, progress, bars, not judge, trained)
 
     def validate() -> dict:
-        result = evaluate(predict(forward, judge, model, config.batch_size), y_judge)
+        result = evaluate(predict(forward, judge, model, config.batch_size, workers, classes), y_judge)
         bars[-1].close(f"held-out loss {result['loss']:.3f}  accuracy {result['accuracy']:.3f}")
         return result
 
     spec = FitSpec("fine-tune", variables, head.non_trainable_variables + optimizer.variables, run_epoch,
                    validate if judge else None, config.fine_tune_epochs, config.fine_tune_epochs + 1, restore_best=False)
-    history = fit(spec, checkpoint, resume, log)
+    history = fit(spec, checkpoint, resume, log, save=workers.chief)
     history["trainable_layers"] = graph.trainable_layer_names
     history["trainable_parameters"] = int(sum(np.prod(v.shape) for v in graph.trainable_variables))
+    history["all_reduce_bytes_per_step"] = step.all_reduce_bytes if workers.count > 1 else 0
+    # images of global batches trained per second of this process's epochs (decoding, steps, all-reduce)
+    history["train_images_per_s"] = trained["images"] / trained["seconds"] if trained["seconds"] else None
     return {"history": history, "forward": forward}
 
 
-def _epoch_runner(step, train, model, weights, config, progress: bool, bars: list, closes: bool):
-    """``run_epoch(epoch)``: one pass over ``train`` in the epoch's seeded order and augmentation."""
+def _head_dropout(head) -> float:
+    """The rate of the head's input dropout (``build_head``'s layer "dropout"), 0 without one."""
+    layer = next((layer for layer in head.layers if layer.name == "dropout"), None)
+    return float(layer.rate) if layer is not None else 0.0
+
+
+def _epoch_runner(step, train, extractor, weights, config, progress: bool, bars: list, closes: bool, trained: dict):
+    """``run_epoch(epoch)``: one pass over ``train`` in the epoch's seeded order, this worker's shards.
+
+    ``trained`` accumulates the global images and seconds of the epochs run (for images/s).
+    """
+    dropout = _head_dropout(step.head)
 
     def run_epoch(epoch: int) -> dict:
+        start = time.perf_counter()
         order = np.random.default_rng([config.seed, epoch]).permutation(len(train))
-        seed = config.seed * 1000 + epoch * 10 if config.augment else None
+        examples = ExampleSettings(config.seed, epoch, config.augment, dropout, extractor.dim)
         bars.append(Progress(f"fine-tune epoch {epoch + 1}/{config.fine_tune_epochs}", len(train), enabled=progress))
         loss = correct = seen = 0.0
-        for x, y in image_dataset(train, model, config.batch_size, order, seed):
-            l, c = step(x, y, weights[y.numpy()])
-            loss, correct, seen = loss + float(l) * len(y), correct + float(c), seen + len(y)
-            bars[-1].update(len(y), f"loss {loss / seen:.3f}")
+        for batch in shard_batches(train, extractor.model, order, config.batch_size, step.workers, examples):
+            l, c = step(batch, weights)
+            loss, correct, seen = loss + l, correct + c, seen + batch.global_size
+            bars[-1].update(batch.global_size, f"loss {loss / seen:.3f}")
         if closes:
             bars[-1].close()
+        trained["images"] += len(train)
+        trained["seconds"] += time.perf_counter() - start
         return {"loss": loss / len(train), "accuracy": correct / len(train)}
 
     return run_epoch

@@ -93,11 +93,12 @@ def _read_checkpoint(path: Path, spec: FitSpec) -> tuple[list, list, dict]:
     return values, best, meta
 
 
-def _load(path: Path, spec: FitSpec, log) -> tuple[list, dict] | None:
+def _load(path: Path, spec: FitSpec, log, owner: bool = True) -> tuple[list, dict] | None:
     """Restore the newest readable checkpoint (``path``, else the one before); ``None`` when neither is.
 
-    A damaged checkpoint is named and set aside as ``NAME.damaged.npz``, never fatal: training resumes
-    from the one before it, or starts over.
+    A damaged checkpoint is named and set aside as ``NAME.damaged.npz`` (by its ``owner``, the worker
+    that writes checkpoints; the others only skip it), never fatal: training resumes from the one
+    before it, or starts over.
     """
     for candidate in (path, _previous(path)):
         if not candidate.exists():
@@ -105,6 +106,8 @@ def _load(path: Path, spec: FitSpec, log) -> tuple[list, dict] | None:
         try:
             values, best, meta = _read_checkpoint(candidate, spec)
         except Exception as e:  # noqa: BLE001 - any unreadable file is set aside, whatever numpy raises
+            if not owner:
+                continue
             damaged = candidate.with_name(candidate.stem + ".damaged.npz")
             os.replace(candidate, damaged)
             log(f"note: checkpoint '{candidate}' is damaged ({type(e).__name__}: {str(e)[:120]}); "
@@ -116,8 +119,12 @@ def _load(path: Path, spec: FitSpec, log) -> tuple[list, dict] | None:
     return None
 
 
-def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log=print) -> dict:
+def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log=print, save: bool = True) -> dict:
     """Train until ``spec.epochs`` or early stopping; restore the best epoch; return the history.
+
+    Args:
+        save: write ``checkpoint`` each epoch (``False``: a worker other than the chief, which only
+            reads the chief's checkpoint on ``resume``: every worker resumes from the same epoch).
 
     Returns:
         ``{"loss": [...], "accuracy": [...], "val_loss": [...], "val_accuracy": [...],
@@ -130,7 +137,7 @@ def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log
             "best_score": spec.score(start), "best_epoch": 0, "wait": 0, "done": False}
     best = [np.asarray(v.numpy()) for v in spec.model_variables]
     resumed = None
-    loaded = _load(checkpoint, spec, log) if resume and checkpoint is not None else None
+    loaded = _load(checkpoint, spec, log, owner=save) if resume and checkpoint is not None else None
     if loaded:
         best, meta = loaded
         resumed = meta["epoch"]
@@ -155,12 +162,12 @@ def fit(spec: FitSpec, checkpoint: Path | None = None, resume: bool = False, log
             best = [np.asarray(v.numpy()) for v in spec.model_variables]
         else:
             meta["wait"] += 1
-        if checkpoint is not None:
+        if checkpoint is not None and save:
             _save(checkpoint, spec, best, meta)
     for v, b in zip(spec.model_variables, best):
         v.assign(b)
     meta["done"] = True
-    if checkpoint is not None:
+    if checkpoint is not None and save:
         _save(checkpoint, spec, best, meta)
     return {**meta["history"], "best_epoch": meta["best_epoch"], "best_val_loss": meta["best_loss"],
             "best_val_accuracy": meta["best_accuracy"], "monitor": spec.monitor, "resumed_from_epoch": resumed}

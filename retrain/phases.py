@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrain.distributed import SINGLE, Workers
 from retrain.evaluation import EvaluationPlan, choose_head, held_out_heads, keras_head
 from retrain.finetune import fine_tune, predict
 from retrain.train import evaluate, metrics
@@ -38,13 +39,16 @@ def frozen_phase(x: np.ndarray, y: np.ndarray, labels: list[str], plan: Evaluati
 
 
 def fine_tune_phase(fx, items: list, labels: list[str], plan: EvaluationPlan, frozen: dict, config,
-                    checkpoints: Path, resume: bool = False, progress: bool = True, log=print) -> dict:
+                    checkpoints: Path, resume: bool = False, progress: bool = True, log=print,
+                    workers: Workers = SINGLE) -> dict:
     """Phase 2 on the check split, kept only when it beats the frozen head there; then refit on ``items``.
 
     Args:
         fx: the ``FeatureExtractor``.
         items: every usable ``(path, label index)``, in the plan's positions.
         frozen: ``frozen_phase``'s result.
+        workers: every worker runs this phase (data-parallel, the same decisions everywhere); only the
+            chief writes checkpoints.
 
     Returns:
         ``{"summary": for the report, "check": (graph, head), "delivered": (graph, head),
@@ -58,8 +62,8 @@ def fine_tune_phase(fx, items: list, labels: list[str], plan: EvaluationPlan, fr
     frozen_score = evaluate(frozen_p, y[plan.check])
     graph, head = fx.trainable(config.fine_tune), keras_head(frozen["check_head"], classes, config)
     result = fine_tune(graph, head, fx, check_train, check_items, classes, config, checkpoints / "fine_tune.npz",
-                       resume, progress, log)
-    tuned_p = predict(result["forward"], check_items, fx.model, config.batch_size)
+                       resume, progress, log, workers)
+    tuned_p = predict(result["forward"], check_items, fx.model, config.batch_size, workers, classes)
     tuned_score = evaluate(tuned_p, y[plan.check])
     kept = (tuned_score["accuracy"], -tuned_score["loss"]) > (frozen_score["accuracy"], -frozen_score["loss"])
     h = result["history"]
@@ -80,7 +84,7 @@ def fine_tune_phase(fx, items: list, labels: list[str], plan: EvaluationPlan, fr
             f"refitting on all {len(items)} images")
         refit_graph, refit_head = fx.trainable(config.fine_tune), keras_head(frozen["delivered_head"], classes, config)
         refit = fine_tune(refit_graph, refit_head, fx, items, [], classes, config, checkpoints / "fine_tune_refit.npz",
-                          resume, progress, log)
+                          resume, progress, log, workers)
         summary["refit_history"] = refit["history"]
         delivered = (refit_graph, refit_head)
     return {"summary": summary, "check": (graph, head), "delivered": delivered, "check_probabilities": tuned_p}

@@ -1,4 +1,4 @@
-"""``retrain --workers 2`` on loopback: the same head as one worker; a worker killed mid-training, then ``--resume``."""
+"""``retrain --workers 2`` on loopback: the same head and fine-tuned model as one worker; a worker killed, then ``--resume``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from tests.conftest import ROOT, TRANSFERJS, run_cli
 
 # Two outer folds keep the run short; the head's strength is still chosen by cross-validation (66 fits).
 ARGS = ("--folds", "2", "--no-baseline", "--no-progress")
+# Data-parallel fine-tuning: the last 2 weight layers, 2 epochs of 2 global batches each (L2 fixed: the head is not the point).
+FINE_TUNE = ("--fine-tune", "2", "--fine-tune-epochs", "2", "--batch-size", "16", "--l2", "0.1")
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +116,94 @@ def test_a_worker_killed_mid_training_stops_the_run_and_resume_completes_it(tiny
 def _entries(cache: Path) -> list[Path]:
     """The feature cache's per-image entries (not the runs' temporary stores beside them)."""
     return sorted(p for p in cache.glob("*/*.npy") if not p.parent.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def one_worker_tuned(tiny_converted, emoji_60, tmp_path_factory) -> dict:
+    """The reference for fine-tuning: ``transferjs retrain --fine-tune`` as one process (no cluster)."""
+    root = tmp_path_factory.mktemp("one-worker-tuned")
+    proc = run_cli("retrain", tiny_converted.model.directory, "--data", emoji_60, "-o", root / "out",
+                   "--cache-dir", root / "cache", *ARGS, *FINE_TUNE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"report": json.loads((root / "out" / "report.json").read_text()), "weights": head_weights(root / "out")}
+
+
+def assert_same_fine_tuned_model(out: Path, reference: dict) -> None:
+    """Every exported weight (the fine-tuned layers and the head) within 1e-4; the same curves and held-out accuracy."""
+    got, report, want = head_weights(out), json.loads((out / "report.json").read_text()), reference["report"]
+    assert report["fine_tune"]["kept"] == want["fine_tune"]["kept"]
+    assert got.keys() == reference["weights"].keys() and len(got) == (6 if want["fine_tune"]["kept"] else 2)
+    diff = max(float(np.abs(got[k] - reference["weights"][k]).max()) for k in got)
+    assert diff <= 1e-4, f"max weight difference {diff}"
+    for history in ("history", "refit_history"):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert report["fine_tune"].get(history, {}).get(key) == pytest.approx(
+                want["fine_tune"].get(history, {}).get(key), rel=1e-4, abs=1e-5), (history, key)
+    assert report["fine_tune"]["test_accuracy"] == want["fine_tune"]["test_accuracy"]
+    assert report["test"]["accuracy"] == want["test"]["accuracy"]
+
+
+def _fine_tuned(model_dir, data: Path, out: Path, workers: int) -> dict:
+    """``tests/finetune_worker.py`` as ``workers`` processes (1: plainly, no cluster); the chief's weights."""
+    import sys
+
+    from transferjs.workers import run_local_workers
+
+    command = [sys.executable, str(ROOT / "tests" / "finetune_worker.py"), str(model_dir), str(data), str(out)]
+    code = run_local_workers(command, workers) if workers > 1 else subprocess.run(command, cwd=ROOT).returncode
+    assert code == 0
+    with np.load(out) as saved:
+        return {k: saved[k] for k in saved.files}
+
+
+@pytest.mark.slow
+def test_two_workers_fine_tune_the_same_weights_as_one(tiny_converted, emoji_60, tmp_path):
+    """Every fine-tuned weight (2 graph layers and the head, 2 epochs of 4 global batches) within 1e-4."""
+    one = _fine_tuned(tiny_converted.model.directory, emoji_60, tmp_path / "one.npz", 1)
+    two = _fine_tuned(tiny_converted.model.directory, emoji_60, tmp_path / "two.npz", 2)
+    assert one.keys() == two.keys() and len(one) == 7  # 2 layers' kernel and bias, the head's, the history
+    diff = max(float(np.abs(one[k] - two[k]).max()) for k in one if k != "history")
+    assert diff <= 1e-4, f"max weight difference {diff}"
+    history = [json.loads(str(r["history"])) for r in (one, two)]
+    assert history[0]["loss"][1] < history[0]["loss"][0]  # it trains
+    assert history[1]["loss"] == pytest.approx(history[0]["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_two_workers_fine_tune_the_one_worker_model(tiny_converted, emoji_60, one_worker_tuned, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("retrain", tiny_converted.model.directory, "--data", emoji_60, "-o", out, "--cache-dir",
+                   tmp_path / "cache", "--workers", "2", *ARGS, *FINE_TUNE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["workers"] == 2 and report["fine_tune"]["history"]["all_reduce_bytes_per_step"] > 0
+    assert_same_fine_tuned_model(out, one_worker_tuned)
+    assert not list(tmp_path.glob(".*transferjs-run"))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_fine_tune_epoch_resumes_to_the_one_worker_model(tiny_converted, emoji_60, one_worker_tuned,
+                                                                            tmp_path):
+    """kill -9 of worker 1 in fine-tuning's second epoch: exit 130, nothing written; --resume continues from epoch 1."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["retrain", tiny_converted.model.directory, "--data", emoji_60, "-o", out, "--cache-dir", cache,
+            "--workers", "2", *ARGS, *FINE_TUNE]
+    proc = subprocess.Popen(TRANSFERJS + list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / ".out.transferjs-run" / "fine_tune.npz"  # the chief's, after fine-tuning's first epoch
+    deadline, worker = time.monotonic() + 600, None
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        worker = worker or _worker_pid(proc.pid, 1)
+        time.sleep(0.02)
+    assert proc.poll() is None and worker, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    os.kill(worker, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-3000:]
+    assert "worker 1 of 2 was killed (signal 9)" in err.decode()
+    assert not out.exists()
+
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "fine-tune: resumed after epoch 1" in resumed.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["fine_tune"]["history"]["resumed_from_epoch"] == 1
+    assert_same_fine_tuned_model(out, one_worker_tuned)

@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-baseline", action="store_true", help="skip the raw-pixel baseline")
     r.add_argument("--workers", type=number(int, 1, 64), metavar="N",
                    help="run as N local worker processes (127.0.0.1, free ports): features extracted in shards, "
-                        "the head trained data-parallel, the same result as one worker; on a cluster set TF_CONFIG "
-                        "on each machine instead (README)")
+                        "the head and --fine-tune trained data-parallel, the same result as one worker; "
+                        "on a cluster set TF_CONFIG on each machine instead (README)")
 
     i = sub.add_parser("inspect", help="list a converted model's inputs, outputs and candidate feature nodes",
                        epilog=textwrap.dedent(EPILOG["inspect"]), formatter_class=fmt, parents=[common])

@@ -49,7 +49,9 @@ def run_local_workers(command: list[str], count: int) -> int:
     worker is stopped.
     """
     logs = [None] + [tempfile.TemporaryFile() for _ in range(count - 1)]
-    procs = [subprocess.Popen(command, env={**os.environ, "TF_CONFIG": config}, stdout=log, stderr=log)
+    chief_err = _terminal_stderr()
+    procs = [subprocess.Popen(command, env={**os.environ, "TF_CONFIG": config}, stdout=log,
+                              stderr=log if log is not None else chief_err)
              for config, log in zip(local_tf_configs(count), logs)]
     try:
         while True:
@@ -75,3 +77,17 @@ def run_local_workers(command: list[str], count: int) -> int:
               file=sys.stderr)
         return 130
     return code
+
+
+def _terminal_stderr():
+    """Where this process's Python messages go (``sys.stderr``'s descriptor), for the chief's messages.
+
+    The CLI points file descriptor 2 at the native-library log (``console.divert_native_stderr``);
+    a child inheriting it would write its progress and notes there, not to the terminal.
+    ``None`` (inherit descriptor 2) when ``sys.stderr`` has no descriptor (a captured stream).
+    """
+    try:
+        sys.stderr.flush()
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return None
