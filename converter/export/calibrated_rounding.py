@@ -47,21 +47,29 @@ class Grid:
 
 
 def inverse_hessian_factor(hessian: np.ndarray, damping: float = DAMPING) -> np.ndarray:
-    """Upper Cholesky factor of ``(H + damping · mean(diag H) · I)⁻¹``; batched over leading axes.
+    """Upper Cholesky factor ``U`` of ``(H + damping · mean(diag H) · I)⁻¹ = Uᵀ U``; batched over leading axes.
 
     Dead inputs (``H_jj == 0``) get a unit diagonal: their weights meet no input, so any
-    rounding of them is free and nothing propagates from them.
+    rounding of them is free and nothing propagates from them. One Cholesky and one
+    triangular solve (TF): with ``J`` the reversal, ``J H J = M Mᵀ`` gives ``U = J M⁻¹ J``.
     """
+    import tensorflow as tf
+
     h = np.array(hessian, np.float64)
     k = h.shape[-1]
     diag = np.einsum("...ii->...i", h)
     dead = diag <= 0
     diag[dead] = 1.0  # writes through the view into h
-    mean = diag.mean(-1, keepdims=True)
-    h[..., np.arange(k), np.arange(k)] += damping * mean
-    inverse = np.linalg.inv(h)
-    inverse = (inverse + np.swapaxes(inverse, -1, -2)) / 2
-    return np.swapaxes(np.linalg.cholesky(inverse), -1, -2)
+    h[..., np.arange(k), np.arange(k)] += damping * diag.mean(-1, keepdims=True)
+    flipped = tf.constant(h[..., ::-1, ::-1].copy())
+    m = tf.linalg.cholesky(flipped)
+    eye = tf.eye(k, batch_shape=h.shape[:-2], dtype=tf.float64)
+    return tf.linalg.triangular_solve(m, eye, lower=True).numpy()[..., ::-1, ::-1]
+
+
+# Columns quantized between two updates of the rest (GPTQ's lazy batch): the per-column
+# work touches only the block; the rest gets one matrix product per block.
+BLOCK = 128
 
 
 def gptq_codes(w_rows: np.ndarray, hessian: np.ndarray, grid: Grid, damping: float = DAMPING) -> np.ndarray:
@@ -82,16 +90,23 @@ def gptq_codes(w_rows: np.ndarray, hessian: np.ndarray, grid: Grid, damping: flo
         (2, 2)
     """
     w = np.array(w_rows, np.float64)
-    order = np.argsort(-np.diag(hessian), kind="stable") if hessian.ndim == 2 else np.arange(w.shape[1])
-    if hessian.ndim == 2:  # largest input energy first: its error has the most columns to land on
+    shared = hessian.ndim == 2
+    order = np.argsort(-np.diag(hessian), kind="stable") if shared else np.arange(w.shape[1])
+    if shared:  # largest input energy first: its error has the most columns to land on
         w, hessian = w[:, order], hessian[np.ix_(order, order)]
     factor = inverse_hessian_factor(hessian, damping)
     codes = np.empty_like(w)
-    for j in range(w.shape[1]):
-        codes[:, j] = grid.codes(w[:, j])
-        row = factor[..., j, j:]  # [k - j] shared, or [outputs, k - j]
-        err = (w[:, j] - grid.values(codes[:, j])) / row[..., 0]
-        w[:, j:] -= err[:, None] * row
+    k = w.shape[1]
+    for start in range(0, k, BLOCK if shared else k):
+        end = min(start + (BLOCK if shared else k), k)
+        block, errors = w[:, start:end], np.empty((w.shape[0], end - start))
+        for j in range(end - start):
+            codes[:, start + j] = grid.codes(block[:, j])
+            row = factor[..., start + j, start + j : end]  # [end - j] shared, or [outputs, end - j]
+            errors[:, j] = (block[:, j] - grid.values(codes[:, start + j])) / row[..., 0]
+            block[:, j:] -= errors[:, j, None] * row
+        if end < k:
+            w[:, end:] -= errors @ factor[start:end, end:]
     out = np.empty_like(codes)
     out[:, order] = codes
     return out.astype(np.uint8)

@@ -26,6 +26,9 @@ import numpy as np
 # Sampled im2col rows per kernel (seeded): H of a 1152-wide input is well estimated by
 # a few thousand rows, and the cost stays independent of the image size.
 MAX_ROWS = 4096
+# A depthwise channel's Hessian is only kh*kw wide (9 or 25): fewer rows estimate it, and its
+# per-channel products are the costliest part of the sums.
+DEPTHWISE_ROWS = 1024
 # Images run through the graph at once (memory: every kernel input of a batch is fetched).
 BATCH = 4
 SEED = 0
@@ -130,15 +133,13 @@ def _strides(node: dict) -> list[int]:
 
 
 def _moments(rows: np.ndarray, depthwise: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(Σ rowsᵀ rows, Σ rows)``: ``[K, K], [K]`` or per channel ``[C, kk, kk], [C, kk]`` (TF matmuls, float32)."""
+    """``(Σ rowsᵀ rows, Σ rows)``: ``[K, K], [K]`` (float32 BLAS) or per channel ``[C, kk, kk], [C, kk]`` (TF einsum)."""
     import tensorflow as tf
 
-    r = tf.constant(rows, tf.float32)
     if depthwise:
-        per_channel = tf.transpose(r, (2, 0, 1))  # [C, n, kk]
-        h = tf.linalg.matmul(per_channel, per_channel, transpose_a=True)
-        return h.numpy().astype(np.float64), rows.sum(0, dtype=np.float64).T
-    return tf.linalg.matmul(r, r, transpose_a=True).numpy().astype(np.float64), rows.sum(0, dtype=np.float64)
+        return tf.einsum("nkc,nlc->ckl", rows, rows).numpy().astype(np.float64), rows.sum(0, dtype=np.float64).T
+    rows = np.ascontiguousarray(rows, np.float32)
+    return (rows.T @ rows).astype(np.float64), rows.sum(0, dtype=np.float64)
 
 
 def kernel_input_stats(nodes: list[dict], weights: dict[str, np.ndarray], feeds: dict[str, np.ndarray],
@@ -166,13 +167,14 @@ def kernel_input_stats(nodes: list[dict], weights: dict[str, np.ndarray], feeds:
     fetch = {k: graph.get_tensor_by_name(n["input"][0] if ":" in n["input"][0] else n["input"][0] + ":0")
              for k, (n, _) in kernels.items()}
     total = len(next(iter(feeds.values())))
-    per_batch = -(-MAX_ROWS // -(-total // BATCH))
+    batches = -(-total // BATCH)
     rng, sums = np.random.default_rng(SEED), {}
     session = tf.compat.v1.Session(graph=graph)  # not as a context: it would make the graph the default one
     try:
         for start in range(0, total, BATCH):
             values = session.run(fetch, {k: v[start : start + BATCH] for k, v in feeds.items()})
             for name, (node, op) in kernels.items():
+                per_batch = -(-(DEPTHWISE_ROWS if "Depthwise" in op else MAX_ROWS) // batches)
                 rows = _rows(values[name], node, op, tuple(weights[name].shape), per_batch, rng)
                 h, s = _moments(rows, "Depthwise" in op)
                 old = sums.get(name, (0.0, 0.0, 0))
