@@ -310,10 +310,27 @@ def _calibrated(model: dict, entries: list, plan: dict, calibration: dict) -> tu
         transpose_b = bool(node.get("attr", {}).get("transpose_b", {}).get("b"))
         codes, grid, shift = calibrated_codes(weights[name], plan[name][0], op, transpose_b, stats[name])
         rounded[name] = (codes, {"min": grid.low, "scale": grid.step})
-        bias = _linear_bias(node, specs, uses) if _fused_ops(node)[:1] == ["BiasAdd"] else None
+        bias = _linear_bias(node, specs, uses) if _fused_ops(node)[:1] == ["BiasAdd"] else _added_bias(node, specs, uses)
         if bias is not None and len(uses.get(name, [])) == 1:
             shifts[bias] = shift.astype(np.float32)
     return rounded, shifts
+
+
+def _added_bias(node: dict, specs: dict, uses: dict) -> str | None:
+    """The bias of a conv without a fused one, added after its residual sum: the 1-D Const of
+    ``AddV2(b, AddN(conv, skip))`` (grappler's rewrite of ``conv + b + skip``), if only it reads b."""
+    width = (specs.get(node["input"][1].split(":")[0], {}).get("shape") or [None])[-1]
+    step = node
+    for _ in range(2):
+        consumers = uses.get(step["name"], [])
+        if len(consumers) != 1 or consumers[0]["op"] not in ("AddN", "AddV2", "Add"):
+            return None
+        step = consumers[0]
+        for inp in step.get("input", []):
+            spec = specs.get(inp.split(":")[0])
+            if spec and spec["dtype"] == "float32" and spec["shape"] == [width] and len(uses.get(spec["name"], [])) == 1:
+                return spec["name"]
+    return None
 
 
 def _write_shards(bundle_dir: Path, entries: list[tuple[dict, bytes]], shard_size: int) -> list[dict]:
