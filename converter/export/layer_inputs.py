@@ -2,7 +2,8 @@
 
 ``calibrated_rounding`` needs, per kernel, the second moment ``H = Xᵀ X`` of its
 im2col rows and their mean. ``model.json``'s graph is rebuilt as a TensorFlow graph
-(weights from the shards, TF.js' fused ops split back into TF's plain ones) and run
+(weights from the shards, TF.js' fused ops split back into TF's plain ones by the
+TF.js graph-model reader's ``split_fused_ops``) and run
 on the calibration batch; each kernel's input is sampled at ``MAX_ROWS`` seeded
 output positions and the sums are taken with TF matmuls.
 
@@ -22,6 +23,8 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
+
+from converter.sources.tfjs_fused_ops import split_fused_ops
 
 # Sampled im2col rows per kernel (seeded): H of a 1152-wide input is well estimated by
 # a few thousand rows, and the cost stays independent of the image size.
@@ -44,35 +47,6 @@ class KernelInputs:
     rows: int
 
 
-def _fused_ops(node: dict) -> list[str]:
-    return [base64.b64decode(f).decode() for f in node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])]
-
-
-def _unfuse(node: dict) -> list[dict]:
-    """TF.js' fused conv / depthwise / matmul as TF's plain ops, the last one keeping the node's name."""
-    base = {"_FusedConv2D": "Conv2D", "FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedMatMul": "MatMul"}
-    if node["op"] not in base:
-        return [node]
-    keep = {"Conv2D": ("T", "strides", "padding", "data_format", "dilations", "explicit_paddings", "use_cudnn_on_gpu"),
-            "DepthwiseConv2dNative": ("T", "strides", "padding", "data_format", "dilations", "explicit_paddings"),
-            "MatMul": ("T", "transpose_a", "transpose_b")}[base[node["op"]]]
-    attr = {k: v for k, v in node.get("attr", {}).items() if k in keep}
-    if base[node["op"]] == "DepthwiseConv2dNative" and not attr.get("explicit_paddings", {}).get("list"):
-        attr.pop("explicit_paddings", None)
-    out = [{"name": node["name"] + "/plain", "op": base[node["op"]], "input": node["input"][:2], "attr": attr}]
-    extra = node["input"][2:]
-    for op in _fused_ops(node):
-        previous = out[-1]["name"]
-        if op == "BiasAdd":
-            out.append({"name": node["name"] + "/bias", "op": "BiasAdd", "input": [previous, extra.pop(0)], "attr": {"T": attr["T"]}})
-        elif op == "Prelu":
-            out.append({"name": node["name"] + "/prelu", "op": "Prelu", "input": [previous, extra.pop(0)], "attr": {"T": attr["T"]}})
-        else:
-            out.append({"name": node["name"] + f"/{op}", "op": op, "input": [previous], "attr": {"T": attr["T"]}})
-    out[-1]["name"] = node["name"]
-    return out
-
-
 def _graph_def(nodes: list[dict], weights: dict[str, np.ndarray]):
     """A ``tf.compat.v1.GraphDef`` of ``model.json``'s nodes with the weights as constants."""
     import tensorflow as tf
@@ -83,8 +57,9 @@ def _graph_def(nodes: list[dict], weights: dict[str, np.ndarray]):
         node.pop("device", None)
         if node["op"] == "Const" and node["name"] in weights:
             node["attr"]["value"] = {}
-        plain += _unfuse(node)
+        plain.append(node)
     graph = json_format.ParseDict({"node": plain}, tf.compat.v1.GraphDef(), ignore_unknown_fields=True)
+    split_fused_ops(graph)
     for node in graph.node:
         if node.op == "Const" and node.name in weights:
             node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(weights[node.name]))
