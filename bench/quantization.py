@@ -12,7 +12,8 @@ Reported per mode: weight bytes and their ratio to float32, top-1 agreement with
 float32 bundle (all images, and the decisive ones: top-1/top-2 margin above the uint8 rule's
 ``decisive_margin``, 0.3), the largest
 change of any class probability, and the median wasm latency of batch 1 (``--rounds``
-rounds of ``--repeat`` timed runs after a warm-up, bundle order alternating per round).
+rounds of ``--repeat`` timed runs after a warm-up, bundle order alternating per round),
+and the export time (uint8: with its GPTQ rounding on the 20 calibration photos).
 ``--mobilenet`` adds a seeded random, batch-norm-calibrated MobileNetV2 (Keras
 architecture, converted from its PyTorch mirror) on the same images.
 Goal (issue 16): uint8 <= 0.26 x float32 weights, top-1 agreement >= 99.5 %, latency <= 1.05 x float32.
@@ -62,10 +63,12 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[d
 
     (inp,), (out,) = model.inputs, model.outputs
     batches = [{inp.name: x[i : i + 32]} for i in range(0, len(x), 32)]
-    bundles, probs = {}, {}
+    bundles, probs, seconds = {}, {}, {}
     for mode in MODES:
         bundles[mode] = tmp / f"bundle-{mode or 'float32'}"
+        t0 = time.perf_counter()
         write_tfjs_bundle(model, bundles[mode], ExportOptions(quantize=mode))
+        seconds[mode] = time.perf_counter() - t0
         outs = np.concatenate([o[out.name] for o in run_bundle(bundles[mode], batches, backend="wasm").samples])
         probs[mode] = softmax(outs.astype(np.float64)) if out.meaning != "probabilities" else outs.astype(np.float64)
     latency = {m: [] for m in MODES}
@@ -84,7 +87,7 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[d
             "top1_agreement": float(np.mean(same)), "top1_agreement_decisive": float(np.mean(same[decisive])) if decisive.any() else None,
             "decisive": int(decisive.sum()), "max_prob_diff": float(np.abs(probs[mode] - ref).max()),
             "latency_ms_median": float(np.median(latency[mode])), "latency_ms_min": float(np.min(latency[mode])),
-            "latency_runs": len(latency[mode]),
+            "latency_runs": len(latency[mode]), "export_s": round(seconds[mode], 1),
         })
     for row in rows:  # the minimum: what the machine's other load added least to
         row["latency_ratio"] = row["latency_ms_median"] / rows[0]["latency_ms_median"]
@@ -94,23 +97,27 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[d
 
 def table(title: str, rows: list[dict]) -> str:
     lines = [title, "", "| weights | weights MB | × float32 | top-1 agreement (all / decisive) | max Δ probability "
-             "| wasm ms median (× float32); min (×) |", "|---|---|---|---|---|---|"]
+             "| wasm ms median (× float32); min (×) | export s (× float32) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['mode']} | {r['weight_bytes'] / 1e6:.2f} | {r['ratio']:.3f} | {r['top1_agreement']:.1%} / "
                      f"{r['top1_agreement_decisive'] or 0:.1%} of {r['decisive']} | {r['max_prob_diff']:.4f} | "
                      f"{r['latency_ms_median']:.1f} ({r['latency_ratio']:.2f}); min {r['latency_ms_min']:.1f} "
-                     f"({r['latency_min_ratio']:.2f}) |")
+                     f"({r['latency_min_ratio']:.2f}) | {r['export_s']:.1f} ({r['export_s'] / rows[0]['export_s']:.2f}) |")
     return "\n".join(lines)
 
 
 def _mobilenet(root: Path):
     from converter import convert
+    from converter.pipeline import ConvertOptions
     from fixtures.mobilenet_v2_torch import from_keras, random_mobilenet_v2
+    from transferjs.demo import PREPROCESSING
 
     import torch
 
     module = from_keras(random_mobilenet_v2()).eval()
-    return convert(module, root / "mobilenet", example_inputs=(torch.zeros(1, 3, 224, 224),)).model
+    # The preprocessing the images get here: what uint8's calibration photos are given too.
+    options = ConvertOptions(preprocessing=PREPROCESSING)
+    return convert(module, root / "mobilenet", options, example_inputs=(torch.zeros(1, 3, 224, 224),)).model
 
 
 def main(argv=None) -> int:

@@ -47,3 +47,29 @@ def write_calibration_file(folder) -> Path:
     if not path.exists():
         np.save(path, sample_photos())
     return path
+
+
+def calibration_inputs(model) -> dict[str, np.ndarray] | None:
+    """The 20 photo crops of ``sample_photos`` as the model's image input, preprocessed as it expects.
+
+    For a model with one float image input whose preprocessing is known (``model.preprocessing``
+    with a size, or the input's own static size); ``None`` otherwise (then nothing is calibrated).
+
+    Example:
+        >>> calibration_inputs(model)["image"].shape
+        (20, 224, 224, 3)
+    """
+    p = model.preprocessing
+    if len(model.inputs) != 1 or p is None or model.inputs[0].layout not in ("NHWC", "NCHW"):
+        return None
+    spec = model.inputs[0]
+    dims = spec.shape[1:3] if spec.layout == "NHWC" else spec.shape[2:4]
+    size = tuple(p.size) if p.size else tuple(dims)
+    if not all(isinstance(d, int) and d > 0 for d in size) or size[0] != size[1] or not spec.dtype.startswith("float"):
+        return None
+    pixels = sample_photos(size[0]) * 255.0
+    if p.channel_order == "BGR":
+        pixels = pixels[..., ::-1]
+    x = pixels if p.baked else (pixels * p.scale - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
+    x = x.astype(np.float32)
+    return {spec.name: np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if spec.layout == "NCHW" else x}

@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 
+from converter.calibration import calibration_inputs
 from converter.export.tfjs import bundle_size, saved_model_to_graph_model
 from converter.export.weights import weight_dtypes, weight_storage
 from converter.model import Preprocessing
@@ -141,7 +142,8 @@ def write_tfjs_bundle(model, bundle_dir, options) -> dict:
     Returns:
         ``{"bytes", "passes", "metadata"}``: model size, TF.js passes applied, the metadata.
     """
-    passes = saved_model_to_graph_model(model.saved_model, bundle_dir, options)
+    calibration = calibration_inputs(model) if options.quantize == "uint8" and options.calibrate else None
+    passes = saved_model_to_graph_model(model.saved_model, bundle_dir, options, calibration)
     meta = metadata(model, options.quantize, bundle_dir)
     write_bundle_files(Path(bundle_dir), meta)
     return {"bytes": bundle_size(bundle_dir), "passes": passes, "metadata": meta}

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from converter.export.calibrated_rounding import calibrated_codes
+from converter.export.layer_inputs import kernel_input_stats
 from converter.export.weights import weights_manifest
 
 PER_CHANNEL_SUFFIX = "/per_channel"
@@ -238,12 +240,20 @@ def _restore_scales(nodes: list[dict], plan: dict) -> list[dict]:
     return added
 
 
-def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024) -> dict[str, int]:
+def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibration: dict | None = None) -> dict[str, int]:
     """Rewrite a float32 TF.js graph model's weights: kernels per-channel uint8, the rest float16.
+
+    Args:
+        bundle_dir: the TF.js graph model's folder.
+        shard_size: bytes per weight shard file.
+        calibration: ``{signature input: batch}`` of calibration inputs; then each kernel is
+            rounded by its layer's output error (``calibrated_rounding``, GPTQ) and its bias
+            corrected; ``None``: nearest rounding.
 
     Returns:
         ``{"per_channel_uint8": kernels, "scale_on_output": of those, rescaled on the node's
-        output (after its bias add), "float16": other tensors}``.
+        output (after its bias add), "calibrated": of those, rounded by calibration,
+        "float16": other tensors}``.
     """
     bundle_dir = Path(bundle_dir)
     model_json = bundle_dir / "model.json"
@@ -251,19 +261,22 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024) -> dict[
     nodes = model["modelTopology"]["node"]
     entries = _raw_weights(bundle_dir)
     plan = _plan(nodes, entries)
+    rounded, shifts = _calibrated(model, entries, plan, calibration) if calibration else ({}, {})
     bias_scale = {bias: s.reshape(-1) for s, _, bias in plan.values() if bias}
     on_output = sum(node is not None for _, node, _ in plan.values())
-    new_entries, counts = [], {"per_channel_uint8": len(plan), "scale_on_output": on_output, "float16": 0}
+    new_entries = []
+    counts = {"per_channel_uint8": len(plan), "scale_on_output": on_output, "calibrated": len(rounded), "float16": 0}
     for spec, raw in entries:
         name = spec["name"]
         if name in plan:
             s = plan[name][0]
-            q, affine = affine_uint8(np.frombuffer(raw, np.float32).reshape(spec["shape"]) / s)
+            q, affine = rounded[name] if name in rounded else affine_uint8(np.frombuffer(raw, np.float32).reshape(spec["shape"]) / s)
             new_entries.append(({**spec, "quantization": {"dtype": "uint8", **affine, "original_dtype": "float32"}}, q.tobytes()))
             shape = [int(s.size)] if plan[name][1] is not None else list(s.shape)
             spec, raw = {"name": name + SCALE_SUFFIX, "shape": shape, "dtype": "float32"}, s.tobytes()
-        elif name in bias_scale:
-            raw = (np.frombuffer(raw, np.float32) / bias_scale[name]).astype(np.float32).tobytes()
+        elif name in bias_scale or name in shifts:
+            bias = np.frombuffer(raw, np.float32) - shifts.get(name, 0.0)
+            raw = (bias / bias_scale.get(name, 1.0)).astype(np.float32).tobytes()
         entry = _float16_entry(spec, raw)
         counts["float16"] += entry[0] is not spec and not spec["name"].endswith(SCALE_SUFFIX)
         new_entries.append(entry)
@@ -271,6 +284,53 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024) -> dict[
     model["weightsManifest"] = _write_shards(bundle_dir, new_entries, shard_size)
     model_json.write_text(json.dumps(model))
     return counts
+
+
+_NUMPY = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
+
+
+def _calibrated(model: dict, entries: list, plan: dict, calibration: dict) -> tuple[dict, dict]:
+    """``({kernel: (codes, affine)}, {bias: shift})``: GPTQ rounding and bias correction from the
+    calibration batch run through the float32 graph (before anything here changes it)."""
+    nodes = model["modelTopology"]["node"]
+    weights = {w["name"]: np.frombuffer(r, _NUMPY[w["dtype"]]).reshape(w["shape"]) for w, r in entries
+               if w["dtype"] in _NUMPY and "quantization" not in w}
+    filters = {n["input"][1].split(":")[0]: n for n in nodes if n["op"] in _KERNEL_OPS and len(n.get("input", [])) > 1}
+    specs = {w["name"]: w for w, _ in entries}
+    uses: dict[str, list] = {}
+    for node in nodes:
+        for inp in node.get("input", []):
+            uses.setdefault(inp.split(":")[0], []).append(node)
+    kernels = {k: (filters[k], filters[k]["op"]) for k in plan if k in filters}
+    names = model.get("signature", {}).get("inputs", {})
+    feeds = {names.get(k, {}).get("name", k if ":" in k else k + ":0"): v for k, v in calibration.items()}
+    stats = kernel_input_stats(nodes, weights, feeds, kernels)
+    rounded, shifts = {}, {}
+    for name, (node, op) in kernels.items():
+        transpose_b = bool(node.get("attr", {}).get("transpose_b", {}).get("b"))
+        codes, grid, shift = calibrated_codes(weights[name], plan[name][0], op, transpose_b, stats[name])
+        rounded[name] = (codes, {"min": grid.low, "scale": grid.step})
+        bias = _linear_bias(node, specs, uses) if _fused_ops(node)[:1] == ["BiasAdd"] else _added_bias(node, specs, uses)
+        if bias is not None and len(uses.get(name, [])) == 1:
+            shifts[bias] = shift.astype(np.float32)
+    return rounded, shifts
+
+
+def _added_bias(node: dict, specs: dict, uses: dict) -> str | None:
+    """The bias of a conv without a fused one, added after its residual sum: the 1-D Const of
+    ``AddV2(b, AddN(conv, skip))`` (grappler's rewrite of ``conv + b + skip``), if only it reads b."""
+    width = (specs.get(node["input"][1].split(":")[0], {}).get("shape") or [None])[-1]
+    step = node
+    for _ in range(2):
+        consumers = uses.get(step["name"], [])
+        if len(consumers) != 1 or consumers[0]["op"] not in ("AddN", "AddV2", "Add"):
+            return None
+        step = consumers[0]
+        for inp in step.get("input", []):
+            spec = specs.get(inp.split(":")[0])
+            if spec and spec["dtype"] == "float32" and spec["shape"] == [width] and len(uses.get(spec["name"], [])) == 1:
+                return spec["name"]
+    return None
 
 
 def _write_shards(bundle_dir: Path, entries: list[tuple[dict, bytes]], shard_size: int) -> list[dict]:

@@ -36,6 +36,9 @@ class ExportOptions:
         shard_size: bytes per weight shard file.
         signature: the SavedModel signature to export.
         disabled_passes: names of TF.js graph passes not to run (``transferjs passes`` lists them).
+        calibrate: ``"uint8"`` only: round each kernel by its layer's output error on the
+            calibration photos (GPTQ, ``calibrated_rounding``) and correct its bias, where the
+            model's image preprocessing is known; ``False``: nearest rounding.
     """
 
     quantize: str | None = None
@@ -43,14 +46,19 @@ class ExportOptions:
     shard_size: int = 4 * 1024 * 1024
     signature: str = "serving_default"
     disabled_passes: tuple = ()
+    calibrate: bool = True
 
     def __post_init__(self):
         if self.quantize not in (None, *QUANTIZE_MODES):
             raise InputError(f"Expected --quantize one of {', '.join(QUANTIZE_MODES)}. Received: '{self.quantize}'")
 
 
-def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions = ExportOptions()) -> dict[str, int]:
+def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions = ExportOptions(),
+                               calibration: dict | None = None) -> dict[str, int]:
     """Write ``model.json`` and weight shards for the SavedModel into ``out_dir``.
+
+    ``calibration`` (``{signature input: batch}``) is what ``--quantize uint8`` rounds by
+    (``per_channel``); ``None``: nearest rounding.
 
     Then run the TF.js graph passes (``tfjs_passes``) so the wasm backend runs it,
     and check every op against what the installed TF.js runtime supports (``tfjs_ops``).
@@ -78,7 +86,8 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
     restore_signature_keys(model_json, saved_model_dir, options.signature)
     applied = apply_passes(model_json, options.disabled_passes)
     if per_channel:
-        applied.update({f"quantize_per_channel:{k}": v for k, v in quantize_per_channel(out_dir, options.shard_size).items()})
+        applied.update({f"quantize_per_channel:{k}": v for k, v in quantize_per_channel(
+            out_dir, options.shard_size, calibration if options.calibrate else None).items()})
     check_runtime_support(model_json)
     return applied
 
