@@ -88,3 +88,33 @@ def test_lazy_blocks_give_the_codes_of_one_block(monkeypatch):
     whole = gptq_codes(w, h, grid)
     monkeypatch.setattr(cr, "BLOCK", 5)
     assert np.array_equal(gptq_codes(w, h, grid), whole)
+
+
+def _two_matmuls():
+    """model.json nodes of ``y = (x W1) W2`` and their weights (a real TF graph runs them)."""
+    f = {"type": "DT_FLOAT"}
+    nodes = [{"name": "x", "op": "Placeholder", "attr": {"dtype": f, "shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"}]}}}},
+             {"name": "W1", "op": "Const", "attr": {"dtype": f, "value": {}}},
+             {"name": "W2", "op": "Const", "attr": {"dtype": f, "value": {}}},
+             {"name": "h", "op": "MatMul", "input": ["x", "W1"], "attr": {"T": f}},
+             {"name": "y", "op": "MatMul", "input": ["h", "W2"], "attr": {"T": f}}]
+    rng = np.random.default_rng(5)
+    weights = {"W1": rng.standard_normal((4, 4)).astype(np.float32), "W2": rng.standard_normal((4, 3)).astype(np.float32)}
+    return nodes, weights, {"x:0": rng.standard_normal((8, 4)).astype(np.float32) + 1.0}
+
+
+def test_sequential_rounding_gives_later_kernels_the_inputs_of_the_rounded_earlier_ones():
+    from converter.export.layer_inputs import sequential_kernel_inputs
+
+    nodes, weights, feeds = _two_matmuls()
+    kernels = {"W1": (nodes[3], "MatMul"), "W2": (nodes[4], "MatMul")}
+    halve = lambda name, inputs, float_mean: ((inputs, float_mean), {name: weights[name] / 2})  # noqa: E731
+    x, h = feeds["x:0"].astype(np.float64), feeds["x:0"].astype(np.float64) @ weights["W1"]
+    one = sequential_kernel_inputs(nodes, weights, feeds, kernels, halve, groups=1)
+    two = sequential_kernel_inputs(nodes, weights, feeds, kernels, halve, groups=2, float_means=True)
+    np.testing.assert_allclose(one["W1"][0].mean, x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(one["W2"][0].mean, h.mean(0), rtol=1e-5)  # one group: the float graph's inputs
+    np.testing.assert_allclose(two["W2"][0].mean, h.mean(0) / 2, rtol=1e-5)  # W1 already rounded (halved)
+    np.testing.assert_allclose(two["W2"][0].hessian, (h / 2).T @ (h / 2) / len(h), rtol=1e-4)
+    np.testing.assert_allclose(two["W2"][1], h.mean(0), rtol=1e-5)  # the float32 graph's mean alongside
+    assert one["W2"][1] is None

@@ -154,7 +154,8 @@ def _from_rows(rows: np.ndarray, shape: tuple, op: str, transpose_b: bool) -> np
     return rows.T.reshape(shape)
 
 
-def calibrated_codes(w: np.ndarray, scale: np.ndarray, op: str, transpose_b: bool, inputs) -> tuple[np.ndarray, Grid, np.ndarray]:
+def calibrated_codes(w: np.ndarray, scale: np.ndarray, op: str, transpose_b: bool, inputs,
+                     float_mean: np.ndarray | None = None) -> tuple[np.ndarray, Grid, np.ndarray]:
     """GPTQ codes of ``w / scale`` on its affine grid, and the bias correction for the layer.
 
     Args:
@@ -162,6 +163,9 @@ def calibrated_codes(w: np.ndarray, scale: np.ndarray, op: str, transpose_b: boo
         scale: its per-output-channel scale (``per_channel.channel_scale``).
         op, transpose_b: the node the kernel is the filter of.
         inputs: the kernel's ``layer_inputs.KernelInputs``.
+        float_mean: the mean input of the float32 graph, when ``inputs`` come from the rounded
+            graph before it (sequential): the shift then also removes the mean error that reaches
+            the layer, ``W_q mean(x̃) - W mean(x)``; ``None``: only its own, ``(W_q - W) mean(x)``.
 
     Returns:
         ``(uint8 codes shaped like w, grid of w / scale, per-output shift to subtract from the bias)``.
@@ -172,8 +176,12 @@ def calibrated_codes(w: np.ndarray, scale: np.ndarray, op: str, transpose_b: boo
     grid = affine_grid(w / scale)
     rows, s = _as_rows(w.astype(np.float64), op, transpose_b), scale.reshape(-1, 1).astype(np.float64)
     hessian, mean = inputs.hessian, inputs.mean
+    drift = None if float_mean is None else mean - float_mean
     if "Depthwise" in op:  # one Hessian per channel, shared by its M multipliers
         hessian, mean = np.repeat(hessian, w.shape[3], axis=0), np.repeat(mean, w.shape[3], axis=0)
+        drift = None if drift is None else np.repeat(drift, w.shape[3], axis=0)
     codes = gptq_codes(rows / s, hessian, grid)
     shift = bias_correction(rows, grid.values(codes.astype(np.float64)) * s, mean)
+    if drift is not None:  # W mean(x̃) - W mean(x): the upstream error's mean, through this layer
+        shift += (rows * drift).sum(-1) if drift.ndim == 2 else rows @ drift
     return _from_rows(codes, w.shape, op, transpose_b), grid, shift

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.export.calibrated_rounding import calibrated_codes
-from converter.export.layer_inputs import kernel_input_stats
+from converter.export.layer_inputs import sequential_kernel_inputs
 from converter.export.weights import weights_manifest
 
 PER_CHANNEL_SUFFIX = "/per_channel"
@@ -286,12 +286,17 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibrat
     return counts
 
 
+# Bias correction also removing the mean error that rounded layers before a kernel pass on to it
+# (W_q mean(x̃) - W mean(x), sequential only): EfficientNet-Lite0, 12 groups, mean calibration KL
+# 8.9e-4 without, 4.6e-3 with (5x worse; max Δp on the calibration crops 0.026 -> 0.042). Off.
+DRIFT_CORRECTION = False
 _NUMPY = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 
 
 def _calibrated(model: dict, entries: list, plan: dict, calibration: dict) -> tuple[dict, dict]:
     """``({kernel: (codes, affine)}, {bias: shift})``: GPTQ rounding and bias correction from the
-    calibration batch run through the float32 graph (before anything here changes it)."""
+    calibration batch run through the graph (``layer_inputs.sequential_kernel_inputs``: with
+    ``GROUPS`` > 1 later kernels see the earlier ones rounded)."""
     nodes = model["modelTopology"]["node"]
     weights = {w["name"]: np.frombuffer(r, _NUMPY[w["dtype"]]).reshape(w["shape"]) for w, r in entries
                if w["dtype"] in _NUMPY and "quantization" not in w}
@@ -304,15 +309,26 @@ def _calibrated(model: dict, entries: list, plan: dict, calibration: dict) -> tu
     kernels = {k: (filters[k], filters[k]["op"]) for k in plan if k in filters}
     names = model.get("signature", {}).get("inputs", {})
     feeds = {names.get(k, {}).get("name", k if ":" in k else k + ":0"): v for k, v in calibration.items()}
-    stats = kernel_input_stats(nodes, weights, feeds, kernels)
-    rounded, shifts = {}, {}
-    for name, (node, op) in kernels.items():
-        transpose_b = bool(node.get("attr", {}).get("transpose_b", {}).get("b"))
-        codes, grid, shift = calibrated_codes(weights[name], plan[name][0], op, transpose_b, stats[name])
-        rounded[name] = (codes, {"min": grid.low, "scale": grid.step})
+    biases = {}
+    for name, (node, _) in kernels.items():
         bias = _linear_bias(node, specs, uses) if _fused_ops(node)[:1] == ["BiasAdd"] else _added_bias(node, specs, uses)
         if bias is not None and len(uses.get(name, [])) == 1:
-            shifts[bias] = shift.astype(np.float32)
+            biases[name] = bias
+
+    def round_kernel(name: str, inputs, float_mean):
+        node, op = kernels[name]
+        transpose_b = bool(node.get("attr", {}).get("transpose_b", {}).get("b"))
+        codes, grid, shift = calibrated_codes(weights[name], plan[name][0], op, transpose_b, inputs,
+                                              float_mean if DRIFT_CORRECTION else None)
+        dequantized = grid.values(codes.astype(np.float64)) * plan[name][0]
+        replaced = {name: dequantized}
+        if name in biases:
+            replaced[biases[name]] = weights[biases[name]] - shift
+        return ((codes, {"min": grid.low, "scale": grid.step}), shift.astype(np.float32)), replaced
+
+    results = sequential_kernel_inputs(nodes, weights, feeds, kernels, round_kernel, float_means=DRIFT_CORRECTION)
+    rounded = {name: r[0] for name, r in results.items()}
+    shifts = {biases[name]: r[1] for name, r in results.items() if name in biases}
     return rounded, shifts
 
 
