@@ -63,13 +63,14 @@ def test_bias_correction_removes_the_mean_output_shift_of_a_conv_kernel():
     w = rng.uniform(-1, 1, (3, 3, 4, 8)) * np.array([1, 10, 0.1, 1, 1, 1, 3, 1])  # channels of different scale
     scale = np.abs(w).reshape(-1, 8).max(0)
     stats = KernelInputs(x.T @ x / len(x), x.mean(0), len(x))
-    codes, grid, shift = calibrated_codes(w, scale, "Conv2D", False, stats)
+    codes, grid, shift, error = calibrated_codes(w, scale, "Conv2D", False, stats)
     wq = grid.values(codes.astype(np.float64)) * scale
     rows, rows_q = w.reshape(-1, 8), wq.reshape(-1, 8)
     before = (x @ rows_q - x @ rows).mean(0)
     np.testing.assert_allclose(shift, before, rtol=1e-6, atol=1e-9)
     assert np.allclose((x @ rows_q - shift - x @ rows).mean(0), 0, atol=1e-9)
     np.testing.assert_allclose(bias_correction(rows.T, rows_q.T, x.mean(0)), shift, rtol=1e-9)
+    np.testing.assert_allclose(error, np.sum((x @ rows_q - x @ rows) ** 2) / np.sum((x @ rows) ** 2), rtol=1e-6)
 
 
 def test_grid_codes_clip_to_eight_bits():

@@ -253,7 +253,7 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibrat
     Returns:
         ``{"per_channel_uint8": kernels, "scale_on_output": of those, rescaled on the node's
         output (after its bias add), "calibrated": of those, rounded by calibration,
-        "float16": other tensors}``.
+        "float16_sensitive": kernels kept float16 by their calibration error, "float16": other tensors}``.
     """
     bundle_dir = Path(bundle_dir)
     model_json = bundle_dir / "model.json"
@@ -261,11 +261,17 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibrat
     nodes = model["modelTopology"]["node"]
     entries = _raw_weights(bundle_dir)
     plan = _plan(nodes, entries)
-    rounded, shifts = _calibrated(model, entries, plan, calibration) if calibration else ({}, {})
+    rounded, shifts, errors = _calibrated(model, entries, plan, calibration) if calibration else ({}, {}, {})
+    sizes = {name: int(np.prod(w["shape"])) for w, _ in entries for name in [w["name"]] if name in plan}
+    for name in most_sensitive(errors, sizes, int(FLOAT16_BUDGET * sum(sizes.values()))):
+        del plan[name], rounded[name]  # stored as float16 like the small kernels, its bias as it was
+        shifts.pop(name, None)
+    shifts = dict(shifts.values())
     bias_scale = {bias: s.reshape(-1) for s, _, bias in plan.values() if bias}
     on_output = sum(node is not None for _, node, _ in plan.values())
     new_entries = []
-    counts = {"per_channel_uint8": len(plan), "scale_on_output": on_output, "calibrated": len(rounded), "float16": 0}
+    counts = {"per_channel_uint8": len(plan), "scale_on_output": on_output, "calibrated": len(rounded),
+              "float16_sensitive": len(sizes) - len(plan), "float16": 0}
     for spec, raw in entries:
         name = spec["name"]
         if name in plan:
@@ -286,6 +292,9 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibrat
     return counts
 
 
+# Kernel elements kept in float16 (the most sensitive kernels, by their calibration output error),
+# as a fraction of all 8-bit kernel elements: each costs one byte more than uint8.
+FLOAT16_BUDGET = 0.02
 # Bias correction also removing the mean error that rounded layers before a kernel pass on to it
 # (W_q mean(x̃) - W mean(x), sequential only): EfficientNet-Lite0, 12 groups, mean calibration KL
 # 8.9e-4 without, 4.6e-3 with (5x worse; max Δp on the calibration crops 0.026 -> 0.042). Off.
@@ -318,18 +327,33 @@ def _calibrated(model: dict, entries: list, plan: dict, calibration: dict) -> tu
     def round_kernel(name: str, inputs, float_mean):
         node, op = kernels[name]
         transpose_b = bool(node.get("attr", {}).get("transpose_b", {}).get("b"))
-        codes, grid, shift = calibrated_codes(weights[name], plan[name][0], op, transpose_b, inputs,
-                                              float_mean if DRIFT_CORRECTION else None)
+        codes, grid, shift, error = calibrated_codes(weights[name], plan[name][0], op, transpose_b, inputs,
+                                                     float_mean if DRIFT_CORRECTION else None)
         dequantized = grid.values(codes.astype(np.float64)) * plan[name][0]
         replaced = {name: dequantized}
         if name in biases:
             replaced[biases[name]] = weights[biases[name]] - shift
-        return ((codes, {"min": grid.low, "scale": grid.step}), shift.astype(np.float32)), replaced
+        return ((codes, {"min": grid.low, "scale": grid.step}), shift.astype(np.float32), error), replaced
 
     results = sequential_kernel_inputs(nodes, weights, feeds, kernels, round_kernel, float_means=DRIFT_CORRECTION)
     rounded = {name: r[0] for name, r in results.items()}
-    shifts = {biases[name]: r[1] for name, r in results.items() if name in biases}
-    return rounded, shifts
+    shifts = {name: (biases[name], r[1]) for name, r in results.items() if name in biases}
+    return rounded, shifts, {name: r[2] for name, r in results.items()}
+
+
+def most_sensitive(errors: dict[str, float], sizes: dict[str, int], budget: int) -> list[str]:
+    """Kernels to keep in float16: the largest calibration output error per element, within ``budget`` elements.
+
+    Example:
+        >>> most_sensitive({"a": 1e-4, "b": 1e-5}, {"a": 100, "b": 10}, 100)
+        ['a']
+    """
+    kept, used = [], 0
+    for name in sorted(errors, key=lambda k: -errors[k]):
+        if used + sizes[name] <= budget:
+            kept.append(name)
+            used += sizes[name]
+    return kept
 
 
 def _added_bias(node: dict, specs: dict, uses: dict) -> str | None:
