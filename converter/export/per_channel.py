@@ -34,6 +34,8 @@ from converter.export.layer_inputs import sequential_kernel_inputs
 from converter.export.weights import weights_manifest
 
 PER_CHANNEL_SUFFIX = "/per_channel"
+# model.json ``userDefinedMetadata`` key (TF.js keeps it as ``model.metadata``): how each kernel was rounded.
+ROUNDING_KEY = "transferjsRounding"
 SCALE_SUFFIX = "/channel_scale"
 # Kernels smaller than this stay float16: the bytes 8 bits would save do not pay for an added op.
 MIN_KERNEL_ELEMENTS = 2048
@@ -287,6 +289,9 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibrat
         counts["float16"] += entry[0] is not spec and not spec["name"].endswith(SCALE_SUFFIX)
         new_entries.append(entry)
     model["modelTopology"]["node"] = nodes + _restore_scales(nodes, plan)
+    model.setdefault("userDefinedMetadata", {})[ROUNDING_KEY] = {
+        **{name: "calibrated (GPTQ + bias correction)" if name in rounded else "nearest" for name in plan},
+        **{name: "float16: most sensitive by calibration output error" for name in sizes if name not in plan}}
     model["weightsManifest"] = _write_shards(bundle_dir, new_entries, shard_size)
     model_json.write_text(json.dumps(model))
     return counts
@@ -342,7 +347,7 @@ def _calibrated(model: dict, entries: list, plan: dict, calibration: dict) -> tu
 
 
 def most_sensitive(errors: dict[str, float], sizes: dict[str, int], budget: int) -> list[str]:
-    """Kernels to keep in float16: the largest calibration output error per element, within ``budget`` elements.
+    """Kernels to keep in float16: the largest relative calibration output error first, within ``budget`` elements.
 
     Example:
         >>> most_sensitive({"a": 1e-4, "b": 1e-5}, {"a": 100, "b": 10}, 100)
