@@ -119,3 +119,12 @@ def test_sequential_rounding_gives_later_kernels_the_inputs_of_the_rounded_earli
     np.testing.assert_allclose(two["W2"][0].hessian, (h / 2).T @ (h / 2) / len(h), rtol=1e-4)
     np.testing.assert_allclose(two["W2"][1], h.mean(0), rtol=1e-5)  # the float32 graph's mean alongside
     assert one["W2"][1] is None
+
+
+def test_the_most_sensitive_kernels_fill_the_float16_budget_largest_error_first():
+    from converter.export.per_channel import most_sensitive
+
+    errors = {"stem": 3e-5, "big": 2.9e-5, "mid": 2e-5, "small": 1e-5}
+    sizes = {"stem": 3456, "big": 75264, "mid": 9600, "small": 2000}
+    assert most_sensitive(errors, sizes, 16000) == ["stem", "mid", "small"]  # "big" does not fit, later ones do
+    assert most_sensitive(errors, sizes, 0) == []
