@@ -63,13 +63,14 @@ def test_bias_correction_removes_the_mean_output_shift_of_a_conv_kernel():
     w = rng.uniform(-1, 1, (3, 3, 4, 8)) * np.array([1, 10, 0.1, 1, 1, 1, 3, 1])  # channels of different scale
     scale = np.abs(w).reshape(-1, 8).max(0)
     stats = KernelInputs(x.T @ x / len(x), x.mean(0), len(x))
-    codes, grid, shift = calibrated_codes(w, scale, "Conv2D", False, stats)
+    codes, grid, shift, error = calibrated_codes(w, scale, "Conv2D", False, stats)
     wq = grid.values(codes.astype(np.float64)) * scale
     rows, rows_q = w.reshape(-1, 8), wq.reshape(-1, 8)
     before = (x @ rows_q - x @ rows).mean(0)
     np.testing.assert_allclose(shift, before, rtol=1e-6, atol=1e-9)
     assert np.allclose((x @ rows_q - shift - x @ rows).mean(0), 0, atol=1e-9)
     np.testing.assert_allclose(bias_correction(rows.T, rows_q.T, x.mean(0)), shift, rtol=1e-9)
+    np.testing.assert_allclose(error, np.sum((x @ rows_q - x @ rows) ** 2) / np.sum((x @ rows) ** 2), rtol=1e-6)
 
 
 def test_grid_codes_clip_to_eight_bits():
@@ -88,3 +89,42 @@ def test_lazy_blocks_give_the_codes_of_one_block(monkeypatch):
     whole = gptq_codes(w, h, grid)
     monkeypatch.setattr(cr, "BLOCK", 5)
     assert np.array_equal(gptq_codes(w, h, grid), whole)
+
+
+def _two_matmuls():
+    """model.json nodes of ``y = (x W1) W2`` and their weights (a real TF graph runs them)."""
+    f = {"type": "DT_FLOAT"}
+    nodes = [{"name": "x", "op": "Placeholder", "attr": {"dtype": f, "shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"}]}}}},
+             {"name": "W1", "op": "Const", "attr": {"dtype": f, "value": {}}},
+             {"name": "W2", "op": "Const", "attr": {"dtype": f, "value": {}}},
+             {"name": "h", "op": "MatMul", "input": ["x", "W1"], "attr": {"T": f}},
+             {"name": "y", "op": "MatMul", "input": ["h", "W2"], "attr": {"T": f}}]
+    rng = np.random.default_rng(5)
+    weights = {"W1": rng.standard_normal((4, 4)).astype(np.float32), "W2": rng.standard_normal((4, 3)).astype(np.float32)}
+    return nodes, weights, {"x:0": rng.standard_normal((8, 4)).astype(np.float32) + 1.0}
+
+
+def test_sequential_rounding_gives_later_kernels_the_inputs_of_the_rounded_earlier_ones():
+    from converter.export.layer_inputs import sequential_kernel_inputs
+
+    nodes, weights, feeds = _two_matmuls()
+    kernels = {"W1": (nodes[3], "MatMul"), "W2": (nodes[4], "MatMul")}
+    halve = lambda name, inputs, float_mean: ((inputs, float_mean), {name: weights[name] / 2})  # noqa: E731
+    x, h = feeds["x:0"].astype(np.float64), feeds["x:0"].astype(np.float64) @ weights["W1"]
+    one = sequential_kernel_inputs(nodes, weights, feeds, kernels, halve, groups=1)
+    two = sequential_kernel_inputs(nodes, weights, feeds, kernels, halve, groups=2, float_means=True)
+    np.testing.assert_allclose(one["W1"][0].mean, x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(one["W2"][0].mean, h.mean(0), rtol=1e-5)  # one group: the float graph's inputs
+    np.testing.assert_allclose(two["W2"][0].mean, h.mean(0) / 2, rtol=1e-5)  # W1 already rounded (halved)
+    np.testing.assert_allclose(two["W2"][0].hessian, (h / 2).T @ (h / 2) / len(h), rtol=1e-4)
+    np.testing.assert_allclose(two["W2"][1], h.mean(0), rtol=1e-5)  # the float32 graph's mean alongside
+    assert one["W2"][1] is None
+
+
+def test_the_most_sensitive_kernels_fill_the_float16_budget_largest_error_first():
+    from converter.export.per_channel import most_sensitive
+
+    errors = {"stem": 3e-5, "big": 2.9e-5, "mid": 2e-5, "small": 1e-5}
+    sizes = {"stem": 3456, "big": 75264, "mid": 9600, "small": 2000}
+    assert most_sensitive(errors, sizes, 16000) == ["stem", "mid", "small"]  # "big" does not fit, later ones do
+    assert most_sensitive(errors, sizes, 0) == []

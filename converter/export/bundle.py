@@ -26,7 +26,9 @@ from pathlib import Path
 
 from converter.calibration import calibration_inputs
 from converter.export.tfjs import bundle_size, saved_model_to_graph_model
+from converter.export.per_channel import ROUNDING_KEY
 from converter.export.weights import weight_dtypes, weight_storage
+from converter.logs import log
 from converter.model import Preprocessing
 from converter.runtimes.node import js_file, node_modules_dir
 from converter.runtimes.tfjs_support import needs_execute_async
@@ -103,15 +105,16 @@ def _fixed_inputs(source: dict) -> list[dict]:
 
 
 def _quantization(quantize: str | None, bundle_dir) -> dict | str | None:
-    """The mode, how many tensors each storage has, and how each tensor is stored."""
+    """The mode, how many tensors each storage has, how each tensor is stored and each kernel rounded."""
     if not (quantize and bundle_dir):
         return quantize
     tensors = weight_storage(bundle_dir)
+    rounding = json.loads((Path(bundle_dir) / "model.json").read_text()).get("userDefinedMetadata", {}).get(ROUNDING_KEY)
     weights = {**weight_dtypes(bundle_dir)}
     per_channel = sum(v.endswith("per output channel") for v in tensors.values())
     if per_channel:
         weights["uint8 per output channel"] = per_channel
-    return {"mode": quantize, "weights": weights, "tensors": tensors}
+    return {"mode": quantize, "weights": weights, "tensors": tensors, **({"rounding": rounding} if rounding else {})}
 
 
 def _spatial(t) -> list | None:
@@ -143,6 +146,10 @@ def write_tfjs_bundle(model, bundle_dir, options) -> dict:
         ``{"bytes", "passes", "metadata"}``: model size, TF.js passes applied, the metadata.
     """
     calibration = calibration_inputs(model) if options.quantize == "uint8" and options.calibrate else None
+    if options.quantize == "uint8" and options.calibrate and calibration is None:
+        log.warning("uint8: '%s' has no known image preprocessing (one float NHWC/NCHW image input with a square "
+                    "size), so no calibration photos can be given to it; its kernels get nearest rounding "
+                    "(metadata.json quantization.rounding says 'nearest').", model.source.get("name") or model.saved_model)
     passes = saved_model_to_graph_model(model.saved_model, bundle_dir, options, calibration)
     meta = metadata(model, options.quantize, bundle_dir)
     write_bundle_files(Path(bundle_dir), meta)

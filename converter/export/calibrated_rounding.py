@@ -126,6 +126,23 @@ def bias_correction(w_rows: np.ndarray, w_quantized: np.ndarray, input_mean: np.
     return (delta * input_mean).sum(-1) if np.ndim(input_mean) == 2 else delta @ input_mean
 
 
+def relative_output_error(w_rows: np.ndarray, w_quantized: np.ndarray, hessian: np.ndarray) -> float:
+    """``E‖(W_q - W) x‖² / E‖W x‖²`` on the calibration inputs: how much of a layer rounding changes.
+
+    Args:
+        w_rows, w_quantized: ``[outputs, inputs]``.
+        hessian: ``[inputs, inputs]`` shared, or ``[outputs, inputs, inputs]`` per row.
+
+    Example:
+        >>> relative_output_error(np.ones((1, 2)), np.zeros((1, 2)), np.eye(2))
+        1.0
+    """
+    w, d = np.asarray(w_rows, np.float64), np.asarray(w_quantized, np.float64) - np.asarray(w_rows, np.float64)
+    spec = "oi,ij,oj->" if np.ndim(hessian) == 2 else "oi,oij,oj->"
+    total = float(np.einsum(spec, w, hessian, w))
+    return float(np.einsum(spec, d, hessian, d)) / total if total > 0 else 0.0
+
+
 def affine_grid(data: np.ndarray) -> Grid:
     """tensorflowjs' per-tensor affine uint8 range of ``data``, zero exactly on the grid."""
     lo, hi = float(data.min()), float(data.max())
@@ -154,7 +171,8 @@ def _from_rows(rows: np.ndarray, shape: tuple, op: str, transpose_b: bool) -> np
     return rows.T.reshape(shape)
 
 
-def calibrated_codes(w: np.ndarray, scale: np.ndarray, op: str, transpose_b: bool, inputs) -> tuple[np.ndarray, Grid, np.ndarray]:
+def calibrated_codes(w: np.ndarray, scale: np.ndarray, op: str, transpose_b: bool, inputs,
+                     float_mean: np.ndarray | None = None) -> tuple[np.ndarray, Grid, np.ndarray, float]:
     """GPTQ codes of ``w / scale`` on its affine grid, and the bias correction for the layer.
 
     Args:
@@ -162,18 +180,27 @@ def calibrated_codes(w: np.ndarray, scale: np.ndarray, op: str, transpose_b: boo
         scale: its per-output-channel scale (``per_channel.channel_scale``).
         op, transpose_b: the node the kernel is the filter of.
         inputs: the kernel's ``layer_inputs.KernelInputs``.
+        float_mean: the mean input of the float32 graph, when ``inputs`` come from the rounded
+            graph before it (sequential): the shift then also removes the mean error that reaches
+            the layer, ``W_q mean(x̃) - W mean(x)``; ``None``: only its own, ``(W_q - W) mean(x)``.
 
     Returns:
-        ``(uint8 codes shaped like w, grid of w / scale, per-output shift to subtract from the bias)``.
+        ``(uint8 codes shaped like w, grid of w / scale, per-output shift to subtract from the bias,
+        the layer's ``relative_output_error``)``.
 
     Example:
-        >>> codes, grid, shift = calibrated_codes(w, channel_scale(w, "Conv2D"), "Conv2D", False, stats["W"])
+        >>> codes, grid, shift, error = calibrated_codes(w, channel_scale(w, "Conv2D"), "Conv2D", False, stats["W"])
     """
     grid = affine_grid(w / scale)
     rows, s = _as_rows(w.astype(np.float64), op, transpose_b), scale.reshape(-1, 1).astype(np.float64)
     hessian, mean = inputs.hessian, inputs.mean
+    drift = None if float_mean is None else mean - float_mean
     if "Depthwise" in op:  # one Hessian per channel, shared by its M multipliers
         hessian, mean = np.repeat(hessian, w.shape[3], axis=0), np.repeat(mean, w.shape[3], axis=0)
+        drift = None if drift is None else np.repeat(drift, w.shape[3], axis=0)
     codes = gptq_codes(rows / s, hessian, grid)
-    shift = bias_correction(rows, grid.values(codes.astype(np.float64)) * s, mean)
-    return _from_rows(codes, w.shape, op, transpose_b), grid, shift
+    quantized = grid.values(codes.astype(np.float64)) * s
+    shift = bias_correction(rows, quantized, mean)
+    if drift is not None:  # W mean(x̃) - W mean(x): the upstream error's mean, through this layer
+        shift += (rows * drift).sum(-1) if drift.ndim == 2 else rows @ drift
+    return _from_rows(codes, w.shape, op, transpose_b), grid, shift, relative_output_error(rows, quantized, hessian)
