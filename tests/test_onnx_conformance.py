@@ -73,6 +73,10 @@ PASSING_CASES = [
     "test_reduce_sum_default_axes_keepdims_example",  # ReduceSum over every axis
     "test_reduce_sum_empty_axes_input_noop",  # ReduceSum, noop_with_empty_axes
     "test_reduce_l2_keep_dims_example",  # ReduceL2 on one axis
+    # A Reduce* after an op on [3, 2, 2]: onnx2tf guessed "transposed" (onnx2tf_transpose_flags):
+    "test_reduce_l1_keep_dims_example_expanded",  # ReduceSum(Abs(x)), axes=[2]
+    "test_reduce_log_sum_exp_do_not_keepdims_random_expanded",  # Log(ReduceSum(Exp(x)))
+    "test_reduce_sum_square_negative_axes_keepdims_example_expanded",  # ReduceSum(Mul(x, x)), axes=[-2]
 ]
 
 
