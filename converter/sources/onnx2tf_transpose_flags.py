@@ -25,23 +25,30 @@ import functools
 _STATE = {"layout_free": False}
 
 
+def _known(shape) -> list | None:
+    """Names and sizes < 1 (an empty dim reads as unknown to onnx2tf) become None."""
+    return None if shape is None else [None if isinstance(s, str) or (s is not None and s < 1) else s for s in shape]
+
+
 def _onnx_shape(variable, batch_size) -> list | None:
-    """The ONNX output shape as onnx2tf normalizes it: names and sizes < 1 become None."""
-    shape = variable.shape
-    if shape is None:
-        return None
-    shape = [None if isinstance(s, str) else s for s in shape]
+    """The ONNX output shape as onnx2tf normalizes it (``batch_size`` overrides dim 0)."""
+    shape = _known(variable.shape)
     if shape and shape.count(None) != len(shape) and batch_size is not None:
         shape[0] = batch_size
-    return [None if s is not None and s < 1 else s for s in shape]
+    return shape
 
 
 def _mark_by_shapes(kwargs: dict) -> None:
-    """Set each output's flag to "its TensorFlow shape differs from the ONNX one"."""
+    """Set each output's flag to "its TensorFlow shape differs from the ONNX one".
+
+    Both sides are normalized alike: onnx2tf compared ``[2, None, 4]`` (an ONNX
+    ``[2, 0, 4]``) with TensorFlow's ``[2, 0, 4]`` and so flagged every empty tensor.
+    """
     node, layers, batch_size = kwargs.get("graph_node"), kwargs.get("tf_layers_dict"), kwargs.get("batch_size")
     for output in node.outputs:
         tf_shape = layers[output.name]["tf_node"].shape
-        layers[output.name]["before_op_output_shape_trans"] = _onnx_shape(output, batch_size) != tf_shape
+        tf_dims = None if getattr(tf_shape, "rank", 0) is None else _known(list(tf_shape))  # a TensorShape or a tuple
+        layers[output.name]["before_op_output_shape_trans"] = _onnx_shape(output, batch_size) != tf_dims
 
 
 def _judging(original):
