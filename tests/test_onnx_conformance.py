@@ -77,6 +77,9 @@ PASSING_CASES = [
     "test_reduce_l1_keep_dims_example_expanded",  # ReduceSum(Abs(x)), axes=[2]
     "test_reduce_log_sum_exp_do_not_keepdims_random_expanded",  # Log(ReduceSum(Exp(x)))
     "test_reduce_sum_square_negative_axes_keepdims_example_expanded",  # ReduceSum(Mul(x, x)), axes=[-2]
+    # Scalar graph inputs reshaped to rank 0 (reshape_scalar_inputs):
+    "test_range_float_type_positive_delta",  # Range of three scalar inputs
+    "test_hannwindow_symmetric_expanded",  # a window body: Range of a scalar size
 ]
 
 

@@ -222,3 +222,33 @@ def _lifted_transpose(model, base: str, source: str, output: str, perm: list[int
 
 def _perm(node) -> list[int] | None:
     return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+
+def reshape_scalar_inputs(model) -> int:
+    """Give each rank-0 graph input a ``Reshape(x, [])`` that its consumers read instead.
+
+    Before::  y = Range(start [], limit [], delta [])
+    After::   s = Reshape(start, shape=[]);  …;  y = Range(s, l, d)
+
+    onnx2tf makes a Keras ``Input`` of a scalar, whose placeholder is ``[?]``, and ops
+    that need a scalar refuse it: ``tf.range`` raised "Shape must be rank 0 but is
+    rank 1" (Range, and the HannWindow/HammingWindow/BlackmanWindow bodies).
+
+    Returns:
+        How many inputs were reshaped.
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {i.name for i in model.graph.initializer}
+    scalars = [i.name for i in model.graph.input if i.name not in inits and i.type.HasField("tensor_type")
+               and i.type.tensor_type.HasField("shape") and not i.type.tensor_type.shape.dim]
+    if not scalars:
+        return 0
+    empty = "scalar_inputs/shape"
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros([0], np.int64), empty))
+    for k, name in enumerate(scalars):
+        inner = f"{name}/scalar"
+        for node in model.graph.node:
+            node.input[:] = [inner if i == name else i for i in node.input]
+        model.graph.node.insert(k, helper.make_node("Reshape", [name, empty], [inner], name=f"{name}/reshape_scalar"))
+    return len(scalars)
