@@ -252,3 +252,37 @@ def reshape_scalar_inputs(model) -> int:
             node.input[:] = [inner if i == name else i for i in node.input]
         model.graph.node.insert(k, helper.make_node("Reshape", [name, empty], [inner], name=f"{name}/reshape_scalar"))
     return len(scalars)
+
+
+def broadcasting_sum_to_adds(model) -> int:
+    """Spell a ``Sum`` of differently shaped inputs as a chain of ``Add``s.
+
+    Before::  y = Sum(half [], x [3, 4, 5])
+    After::   y = Add(half, x)
+
+    ``Sum`` broadcasts like ``Add``; onnx2tf emits ``tf.math.add_n``, which needs equal
+    shapes (the 4 expanded Gelu node tests). Sums of equal shapes stay ``add_n``.
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    from onnx import helper
+
+    nodes = [n for n in model.graph.node if n.op_type == "Sum" and len(n.input) >= 2]
+    known = inferred_shapes(model) if nodes else {}
+    count = 0
+    for node in nodes:
+        seen = [known.get(i) for i in node.input]
+        if None not in seen and all(s == seen[0] and None not in s for s in seen):
+            continue
+        name, total, new = node.name or node.output[0], node.input[0], []
+        for k, term in enumerate(node.input[1:], start=1):
+            out = node.output[0] if k == len(node.input) - 1 else f"{name}/partial_{k}"
+            new.append(helper.make_node("Add", [total, term], [out], name=f"{name}/add_{k}"))
+            total = out
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        count += 1
+    return count
