@@ -86,6 +86,8 @@ PASSING_CASES = [
     "test_reduce_max_bool_inputs",  # ReduceMax of bool, as int32
     "test_isinf_negative",  # IsInf(detect_positive=0) as Equal(x, -inf)
     "test_gelu_tanh_2_expanded",  # Sum(scalar, [3, 4, 5]) as Add (broadcasting_sum_to_adds)
+    "test_mod_mixed_sign_float32",  # Mod(fmod=1) of mixed signs (truncated_fmod)
+    "test_clip_default_inbounds",  # Clip without bounds (unbounded_clip_to_identity)
 ]
 
 

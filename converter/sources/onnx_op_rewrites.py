@@ -286,3 +286,57 @@ def broadcasting_sum_to_adds(model) -> int:
             model.graph.node.insert(at + k, n)
         count += 1
     return count
+
+
+def truncated_fmod(model) -> int:
+    """Spell ``Mod(fmod=1)`` (C's fmod: the sign of the dividend) as a mod of magnitudes signed back.
+
+    Before::  z = Mod(a, b, fmod=1)
+    After::   z = Mul(Mod(Abs(a), Abs(b), fmod=1), Sign(a))
+
+    onnx2tf emits ``tf.math.mod``, a floor mod (the divisor's sign): wrong for mixed
+    signs (test_mod_mixed_sign_float*, test_mod_int64_fmod: off by up to 3.4). On
+    magnitudes both agree, and the dividend's sign is then fmod's.
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    from onnx import helper
+
+    count = 0
+    for node in [n for n in model.graph.node if n.op_type == "Mod" and any(a.name == "fmod" and a.i for a in n.attribute)]:
+        name = node.name or node.output[0]
+        a, b = node.input[0], node.input[1]
+        new = [helper.make_node("Abs", [a], [f"{name}/abs_a"], name=f"{name}/abs_a"),
+               helper.make_node("Abs", [b], [f"{name}/abs_b"], name=f"{name}/abs_b"),
+               helper.make_node("Mod", [f"{name}/abs_a", f"{name}/abs_b"], [f"{name}/magnitude"], name=name, fmod=1),
+               helper.make_node("Sign", [a], [f"{name}/sign"], name=f"{name}/sign"),
+               helper.make_node("Mul", [f"{name}/magnitude", f"{name}/sign"], list(node.output), name=f"{name}/signed")]
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        count += 1
+    return count
+
+
+def unbounded_clip_to_identity(model) -> int:
+    """Turn a ``Clip`` with neither bound (no inputs, no attributes) into ``Identity``.
+
+    Before::  y = Clip(x)
+    After::   y = Identity(x)
+
+    onnx2tf fails on the missing bounds (test_clip_default_inbounds, test_clip_default_int8_inbounds).
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    from onnx import helper
+
+    count = 0
+    for index, node in enumerate(model.graph.node):
+        bounds = [i for i in node.input[1:] if i] + [a.name for a in node.attribute if a.name in ("min", "max")]
+        if node.op_type == "Clip" and not bounds:
+            model.graph.node[index].CopyFrom(helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name))
+            count += 1
+    return count
