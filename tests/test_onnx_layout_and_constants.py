@@ -98,3 +98,20 @@ def test_empty_reduce_axes_mean_every_axis_or_none(tmp_path):
         _, expected, got = _convert_and_run(_reduce_sum_model(noop), tmp_path / str(noop), {"x": x})
         assert got["y"].shape == want_shape == expected["y"].shape
         np.testing.assert_allclose(got["y"], expected["y"])
+
+
+def _reduce_after_abs_model(axis: int):
+    # ReduceL1 as its function body: ReduceSum(Abs(x)); onnx2tf took Abs's [3, 2, 2] output for channels-last.
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [axis])
+    return _model([helper.make_node("Abs", ["x"], ["a"], name="abs"),
+                   helper.make_node("ReduceSum", ["a", "axes"], ["y"], name="sum", keepdims=0)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2, 2])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])], [axes])
+
+
+def test_a_reduce_after_an_op_on_equal_trailing_dims_keeps_its_axis(tmp_path):
+    x = np.random.default_rng(1).standard_normal((3, 2, 2)).astype(np.float32)
+    for axis in (1, 2, -1):
+        _, expected, got = _convert_and_run(_reduce_after_abs_model(axis), tmp_path / str(axis), {"x": x})
+        assert got["y"].shape == expected["y"].shape
+        np.testing.assert_allclose(got["y"], expected["y"], rtol=1e-6)

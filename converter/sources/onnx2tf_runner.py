@@ -5,7 +5,8 @@ random seeds at import, and downloads a calibration file into its working
 directory. A child process with a working directory we prepared contains all
 of that: the parent gets a JSON verdict and the full log, and stays clean.
 
-REQ is a JSON file of ``onnx2tf.convert`` keyword arguments; RES receives
+REQ is a JSON file of ``onnx2tf.convert`` keyword arguments (plus ``LAYOUT_FREE_KEY``,
+ours: whether the graph is layout-free, see ``onnx2tf_transpose_flags``); RES receives
 ``{"ok": bool, "error": str | None, "node": the ONNX node onnx2tf stopped at}``.
 """
 
@@ -14,6 +15,10 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+
+from converter.sources.onnx2tf_transpose_flags import install, layout_free
+
+LAYOUT_FREE_KEY = "transferjs_layout_free"
 
 
 class _SavedModelWritten(Exception):
@@ -35,10 +40,14 @@ def run(kwargs: dict) -> dict:
     import tensorflow as tf
 
     _skip_tflite(tf)
+    install()
     import onnx2tf
 
+    kwargs = dict(kwargs)
+    free = kwargs.pop(LAYOUT_FREE_KEY, False)
     try:
-        onnx2tf.convert(**kwargs)
+        with layout_free(free):
+            onnx2tf.convert(**kwargs)
     except _SavedModelWritten:
         return {"ok": True, "error": None}
     except SystemExit as e:

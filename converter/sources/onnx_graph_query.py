@@ -49,3 +49,18 @@ def symbolic_shapes(model) -> dict[str, list]:
             dims = vi.type.tensor_type.shape.dim
             result[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims]
     return result
+
+
+def elem_types(model) -> dict[str, int]:
+    """Inferred element types (``onnx.TensorProto`` codes) of the graph's tensors, initializers included."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a graph inference rejects: no types known
+        return {}
+    result = {i.name: i.data_type for i in model.graph.initializer}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            result[vi.name] = vi.type.tensor_type.elem_type
+    return result

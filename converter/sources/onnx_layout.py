@@ -72,12 +72,13 @@ def layout_onnx2tf_options(model, keep: list[str] | tuple = ()) -> dict:
         keep: input names already in ``keep_shape_absolutely_input_names``.
 
     Returns:
-        ``{"keep_shape_absolutely_input_names": [...], "disable_strict_mode": True}`` for a
-        layout-free graph, ``{}`` when there is nothing to keep.
+        ``{"keep_shape_absolutely_input_names": [...], "disable_strict_mode": True,
+        "transferjs_layout_free": True}`` for a layout-free graph (the last key is the
+        runner's, see ``onnx2tf_transpose_flags``), ``{}`` when there is nothing to keep.
 
     Example:
         >>> layout_onnx2tf_options(model)
-        {'keep_shape_absolutely_input_names': ['x'], 'disable_strict_mode': True}
+        {'keep_shape_absolutely_input_names': ['x'], 'disable_strict_mode': True, 'transferjs_layout_free': True}
     """
     free = layout_free_inputs(model)
     names = list(keep) + [n for n in free if n not in keep]
@@ -87,4 +88,7 @@ def layout_onnx2tf_options(model, keep: list[str] | tuple = ()) -> dict:
         # channels-last test data, a repair for its own layout change; with none made it picked
         # axis 2 for ReduceSum(Abs(x [3, 2, 2]), axes=[1]).
         options["disable_strict_mode"] = True
+        # onnx2tf guesses "transposed" for any tensor whose dims after the first are equal;
+        # nothing is transposed here (onnx2tf_runner reads and drops this key).
+        options["transferjs_layout_free"] = True
     return options

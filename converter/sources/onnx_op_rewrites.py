@@ -222,3 +222,121 @@ def _lifted_transpose(model, base: str, source: str, output: str, perm: list[int
 
 def _perm(node) -> list[int] | None:
     return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+
+def reshape_scalar_inputs(model) -> int:
+    """Give each rank-0 graph input a ``Reshape(x, [])`` that its consumers read instead.
+
+    Before::  y = Range(start [], limit [], delta [])
+    After::   s = Reshape(start, shape=[]);  …;  y = Range(s, l, d)
+
+    onnx2tf makes a Keras ``Input`` of a scalar, whose placeholder is ``[?]``, and ops
+    that need a scalar refuse it: ``tf.range`` raised "Shape must be rank 0 but is
+    rank 1" (Range, and the HannWindow/HammingWindow/BlackmanWindow bodies).
+
+    Returns:
+        How many inputs were reshaped.
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {i.name for i in model.graph.initializer}
+    scalars = [i.name for i in model.graph.input if i.name not in inits and i.type.HasField("tensor_type")
+               and i.type.tensor_type.HasField("shape") and not i.type.tensor_type.shape.dim]
+    if not scalars:
+        return 0
+    empty = "scalar_inputs/shape"
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros([0], np.int64), empty))
+    for k, name in enumerate(scalars):
+        inner = f"{name}/scalar"
+        for node in model.graph.node:
+            node.input[:] = [inner if i == name else i for i in node.input]
+        model.graph.node.insert(k, helper.make_node("Reshape", [name, empty], [inner], name=f"{name}/reshape_scalar"))
+    return len(scalars)
+
+
+def broadcasting_sum_to_adds(model) -> int:
+    """Spell a ``Sum`` of differently shaped inputs as a chain of ``Add``s.
+
+    Before::  y = Sum(half [], x [3, 4, 5])
+    After::   y = Add(half, x)
+
+    ``Sum`` broadcasts like ``Add``; onnx2tf emits ``tf.math.add_n``, which needs equal
+    shapes (the 4 expanded Gelu node tests). Sums of equal shapes stay ``add_n``.
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    from onnx import helper
+
+    nodes = [n for n in model.graph.node if n.op_type == "Sum" and len(n.input) >= 2]
+    known = inferred_shapes(model) if nodes else {}
+    count = 0
+    for node in nodes:
+        seen = [known.get(i) for i in node.input]
+        if None not in seen and all(s == seen[0] and None not in s for s in seen):
+            continue
+        name, total, new = node.name or node.output[0], node.input[0], []
+        for k, term in enumerate(node.input[1:], start=1):
+            out = node.output[0] if k == len(node.input) - 1 else f"{name}/partial_{k}"
+            new.append(helper.make_node("Add", [total, term], [out], name=f"{name}/add_{k}"))
+            total = out
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        count += 1
+    return count
+
+
+def truncated_fmod(model) -> int:
+    """Spell ``Mod(fmod=1)`` (C's fmod: the sign of the dividend) as a mod of magnitudes signed back.
+
+    Before::  z = Mod(a, b, fmod=1)
+    After::   z = Mul(Mod(Abs(a), Abs(b), fmod=1), Sign(a))
+
+    onnx2tf emits ``tf.math.mod``, a floor mod (the divisor's sign): wrong for mixed
+    signs (test_mod_mixed_sign_float*, test_mod_int64_fmod: off by up to 3.4). On
+    magnitudes both agree, and the dividend's sign is then fmod's.
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    from onnx import helper
+
+    count = 0
+    for node in [n for n in model.graph.node if n.op_type == "Mod" and any(a.name == "fmod" and a.i for a in n.attribute)]:
+        name = node.name or node.output[0]
+        a, b = node.input[0], node.input[1]
+        new = [helper.make_node("Abs", [a], [f"{name}/abs_a"], name=f"{name}/abs_a"),
+               helper.make_node("Abs", [b], [f"{name}/abs_b"], name=f"{name}/abs_b"),
+               helper.make_node("Mod", [f"{name}/abs_a", f"{name}/abs_b"], [f"{name}/magnitude"], name=name, fmod=1),
+               helper.make_node("Sign", [a], [f"{name}/sign"], name=f"{name}/sign"),
+               helper.make_node("Mul", [f"{name}/magnitude", f"{name}/sign"], list(node.output), name=f"{name}/signed")]
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        count += 1
+    return count
+
+
+def unbounded_clip_to_identity(model) -> int:
+    """Turn a ``Clip`` with neither bound (no inputs, no attributes) into ``Identity``.
+
+    Before::  y = Clip(x)
+    After::   y = Identity(x)
+
+    onnx2tf fails on the missing bounds (test_clip_default_inbounds, test_clip_default_int8_inbounds).
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    from onnx import helper
+
+    count = 0
+    for index, node in enumerate(model.graph.node):
+        bounds = [i for i in node.input[1:] if i] + [a.name for a in node.attribute if a.name in ("min", "max")]
+        if node.op_type == "Clip" and not bounds:
+            model.graph.node[index].CopyFrom(helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name))
+            count += 1
+    return count

@@ -13,9 +13,11 @@ import numpy as np
 from converter.passes import run_in_order
 from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
 from converter.sources.onnx_control_flow import inline_constant_ifs
+from converter.sources.onnx_dtype_rewrites import int_bool_reductions, matching_pow_types, one_sided_isinf
 from converter.sources.onnx_functions import expand_functions
 from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, shapes as _shapes, symbolic_shapes as _symbolic_shapes
-from converter.sources.onnx_op_rewrites import explicit_kernel_shape, explicit_reduce_axes, lift_batch_moving_transposes, reversing_slice_to_gather
+from converter.sources.onnx_op_rewrites import (broadcasting_sum_to_adds, explicit_kernel_shape, explicit_reduce_axes, lift_batch_moving_transposes,
+                                                reshape_scalar_inputs, reversing_slice_to_gather, truncated_fmod, unbounded_clip_to_identity)
 from converter.sources.onnx_resize import resize_to_axis_maps
 from converter.sources.onnx_transformer import expand_gelu, split_multi_axis_unsqueeze
 
@@ -313,7 +315,8 @@ def remove_dead_nodes(model) -> int:
 
 PASSES = [upgrade_old_opset, inline_constant_ifs, expand_functions, reversing_slice_to_gather, explicit_kernel_shape, sanitize_node_names, expand_gelu,
           split_multi_axis_unsqueeze, constants_to_initializers, resize_to_axis_maps, explicit_reduce_axes, explicit_pre13_softmax, static_reshape_targets,
-          squeeze_pooled_flatten, lift_batch_moving_transposes, remove_dead_nodes]
+          squeeze_pooled_flatten, lift_batch_moving_transposes, reshape_scalar_inputs, matching_pow_types, int_bool_reductions,
+          one_sided_isinf, broadcasting_sum_to_adds, truncated_fmod, unbounded_clip_to_identity, remove_dead_nodes]
 
 
 def run_passes(model, disabled=()):
