@@ -17,7 +17,7 @@ from converter.sources.onnx_functions import expand_functions
 from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, shapes as _shapes, symbolic_shapes as _symbolic_shapes
 from converter.sources.onnx_op_rewrites import explicit_kernel_shape, explicit_reduce_axes, lift_batch_moving_transposes, reversing_slice_to_gather
 from converter.sources.onnx_resize import resize_to_axis_maps
-from converter.sources.onnx_transformer import expand_gelu, split_multi_axis_unsqueeze
+from converter.sources.onnx_transformer import expand_gelu, layer_norm_keeping_rank, split_multi_axis_unsqueeze
 
 
 def _is_batch_of_shape(model, name: str) -> bool:
@@ -311,7 +311,7 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [upgrade_old_opset, inline_constant_ifs, expand_functions, reversing_slice_to_gather, explicit_kernel_shape, sanitize_node_names, expand_gelu,
+PASSES = [upgrade_old_opset, inline_constant_ifs, layer_norm_keeping_rank, expand_functions, reversing_slice_to_gather, explicit_kernel_shape, sanitize_node_names, expand_gelu,
           split_multi_axis_unsqueeze, constants_to_initializers, resize_to_axis_maps, explicit_reduce_axes, explicit_pre13_softmax, static_reshape_targets,
           squeeze_pooled_flatten, lift_batch_moving_transposes, remove_dead_nodes]
 

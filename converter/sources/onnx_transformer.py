@@ -104,3 +104,72 @@ def split_multi_axis_unsqueeze(model) -> int:
         count += 1
     return count
 
+
+
+def _elem_types(model) -> dict[str, int]:
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {**{v.name: v.type.tensor_type.elem_type for v in values}, **{i.name: i.data_type for i in model.graph.initializer}}
+
+
+def layer_norm_keeping_rank(model) -> int:
+    """Write a float32 ``LayerNormalization`` as reductions over its trailing axes, keeping the rank.
+
+    The standard's function body (what ``expand_functions`` writes) flattens ``x`` to 2-D and
+    reshapes back to ``Shape(x)``; with a dynamic batch *and* sequence onnx2tf loses the
+    layout there (``Flatten`` became ``[B, S*32]``; the pooler's ``Gather(axis=1)`` after the
+    ``Reshape`` ran on the hidden axis, "In[0]: [2,16], In[1]: [32,32]"). Reductions that
+    keep the dims need no reshape::
+
+        Before::  y = LayerNormalization(x [B, S, 32], scale, bias, axis=-1, epsilon=e)
+        After::   m = ReduceMean(x, [2], keepdims=1);  d = Sub(x, m)
+                  s = Sqrt(Add(ReduceMean(Mul(d, d), [2], keepdims=1), e))
+                  y = Add(Mul(Div(d, s), scale), bias)      (Mean = m, InvStdDev = Reciprocal(s))
+
+    Left to ``expand_functions``: inputs of unknown rank, or not float32 (``stash_type``
+    then asks for a cast the body spells out). Returns the number of nodes replaced.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    shapes, types, opset = symbolic_shapes(model), _elem_types(model), opset_of(model)
+    count = 0
+    for node in list(model.graph.node):
+        if node.op_type != "LayerNormalization" or node.domain not in ("", "ai.onnx"):
+            continue
+        shape = shapes.get(node.input[0])
+        if shape is None or types.get(node.input[0]) != TensorProto.FLOAT:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axis = int(attrs.get("axis", -1))
+        axes = list(range(axis + len(shape) if axis < 0 else axis, len(shape)))
+        base, x = node.name or node.output[0], node.input[0]
+        new, outputs = [], list(node.output) + [""] * (3 - len(node.output))
+
+        def op(kind, inputs, suffix, out=None, **kw):
+            new.append(helper.make_node(kind, inputs, [out or f"{base}/{suffix}"], name=out or f"{base}/{suffix}", **kw))
+            return out or f"{base}/{suffix}"
+
+        def mean(t, suffix, out=None):
+            if opset >= 18:
+                return op("ReduceMean", [t, f"{base}/axes"], suffix, out, keepdims=1)
+            return op("ReduceMean", [t], suffix, out, axes=axes, keepdims=1)
+
+        model.graph.initializer.extend([numpy_helper.from_array(np.array(axes, np.int64), f"{base}/axes"),
+                                        numpy_helper.from_array(np.array(attrs.get("epsilon", 1e-5), np.float32), f"{base}/epsilon")])
+        m = mean(x, "mean", outputs[1] or None)
+        d = op("Sub", [x, m], "deviation")
+        s = op("Sqrt", [op("Add", [mean(op("Mul", [d, d], "square"), "variance"), f"{base}/epsilon"], "variance_eps")], "std")
+        has_bias = len(node.input) > 2 and node.input[2]
+        scaled = op("Mul", [op("Div", [d, s], "normalized"), node.input[1]], "scaled", None if has_bias else outputs[0])
+        if has_bias:
+            op("Add", [scaled, node.input[2]], "biased", outputs[0])
+        if outputs[2]:
+            op("Reciprocal", [s], "inv_std", outputs[2])
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        count += 1
+    return count
