@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.sources.onnx_graph_query import const_value, opset_of, symbolic_shapes
+from converter.sources.onnx_graph_query import const_value, opset_of, producer, symbolic_shapes
+from converter.sources.onnx_layout import channel_nodes
 
 
 def expand_gelu(model) -> int:
@@ -173,3 +174,97 @@ def layer_norm_keeping_rank(model) -> int:
             model.graph.node.insert(at + k, n)
         count += 1
     return count
+
+
+def _flattened_rows(model, name: str, shapes: dict):
+    """``(t, keep)`` when ``name = Reshape(t, [-1, K])`` flattens a rank >= 3 ``t`` to rows of K, else ``None``.
+
+    ``keep`` is how many leading dims of ``t`` the rows run over (its trailing dims multiply to K).
+    """
+    node = producer(model, name)
+    if node is None or node.op_type != "Reshape":
+        return None
+    target, source = const_value(model, node.input[1]), shapes.get(node.input[0])
+    if target is None or source is None or len(source) < 3:
+        return None
+    target = [int(v) for v in np.asarray(target).ravel()]
+    for keep in range(len(source) - 1, 1, -1):
+        tail = source[keep:]
+        if all(isinstance(d, int) for d in tail) and target == [-1, int(np.prod(tail))]:
+            return node.input[0], keep
+    return None
+
+
+def unflatten_linear_layers(model) -> int:
+    """Apply a ``Gemm`` on rows of a flattened ``[B, S, K]`` tensor to the tensor itself, as ``MatMul`` + ``Add``.
+
+    torch's dynamo exporter writes ``nn.Linear`` on ``[B, S, K]`` as flatten, Gemm, and a
+    reshape back to a target computed from ``Shape``; with a dynamic batch *and* sequence
+    onnx2tf cannot see that target's static dims (``[B, S, 4, 8]`` came out ``[?, ?, ?, ?]``),
+    takes the tensor for channels-first and transposes it, and the attention ``Softmax``
+    then runs over the wrong axis. Without the flatten the reshape target becomes
+    constant (``static_reshape_targets``)::
+
+        Before::  r = Reshape(x [B, S, 32], [-1, 32]);  g = Gemm(r, W, b)  [B*S, 32]
+                  y = Reshape(g, Concat(Shape(x)[0:2], [4, 8]))           [B, S, 4, 8]
+        After::   g = Add(MatMul(x, W), b)  [B, S, 32];  y = Reshape(g, Concat(...))
+
+    Only where every consumer of the Gemm is a ``Reshape`` without a literal 0 in its
+    target (a 0 copies an input dim, which the rank change would alter), ``alpha = beta
+    = 1``, ``transA = 0``, and ``W`` and a 1-D ``b`` are initializers. Returns the number of
+    Gemm nodes rewritten (the flattening Reshape is left to ``remove_dead_nodes``).
+    """
+    from onnx import helper, numpy_helper
+
+    shapes = symbolic_shapes(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    count = 0
+    for node in list(model.graph.node):
+        if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx") or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        source = _flattened_rows(model, node.input[0], shapes)
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        users = [n for n in model.graph.node if node.output[0] in n.input]
+        if (source is None or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0)
+                or (bias is not None and (bias not in inits or len(inits[bias].dims) != 1))
+                or not users or any(u.op_type != "Reshape" or u.input[0] != node.output[0] or _has_literal_zero(model, u) for u in users)
+                or node.output[0] in {o.name for o in model.graph.output}):
+            continue
+        base, weight = node.name or node.output[0], node.input[1]
+        (source, keep), new = source, []
+        rank = len(shapes[source])
+        if keep < rank - 1:  # [B, S, 4, 8] -> [B, S, 32] first; the 0s copy B and S
+            if channel_nodes(model):
+                continue  # onnx2tf would read the copied dims from its channels-last tensor
+            model.graph.initializer.append(numpy_helper.from_array(np.array([0] * keep + [int(np.prod(shapes[source][keep:]))], np.int64), f"{base}/rows_shape"))
+            new.append(helper.make_node("Reshape", [source, f"{base}/rows_shape"], [f"{base}/rows"], name=f"{base}/rows"))
+            source = f"{base}/rows"
+        if attrs.get("transB", 0):
+            weight = f"{base}/weight_t"
+            model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(inits[node.input[1]]).T), weight))
+        product = node.output[0] if bias is None else f"{base}/matmul"
+        new.append(helper.make_node("MatMul", [source, weight], [product], name=f"{base}/matmul"))
+        if bias is not None:
+            new.append(helper.make_node("Add", [product, bias], [node.output[0]], name=base))
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for k, n in enumerate(new):
+            model.graph.node.insert(at + k, n)
+        stale = [v for v in model.graph.value_info if v.name == node.output[0]]  # it said [B*S, N]
+        for v in stale:
+            model.graph.value_info.remove(v)
+        count += 1
+    return count
+
+
+def _has_literal_zero(model, reshape) -> bool:
+    """Could ``reshape``'s target hold a 0 (copy the input's dim)? True for a constant 0 in it or in a Concat of it."""
+    target = const_value(model, reshape.input[1])
+    if target is not None:
+        return 0 in [int(v) for v in np.asarray(target).ravel()]
+    concat = producer(model, reshape.input[1])
+    if concat is None or concat.op_type != "Concat":
+        return True
+    parts = [const_value(model, i) for i in concat.input]
+    return any(p is not None and 0 in [int(v) for v in np.asarray(p).ravel()] for p in parts)
