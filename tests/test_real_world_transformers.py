@@ -163,3 +163,86 @@ def test_class3_bert_via_onnx_export_keeps_a_dynamic_sequence_length_into_tfjs(t
         for name, want in zip(("hidden", "pooled", "attention"), session.run(["hidden", "pooled", "attention"], sample)):
             assert outputs[name].shape == want.shape, (name, outputs[name].shape, want.shape)
             np.testing.assert_allclose(outputs[name], want, atol=1e-4, rtol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def bert_dynamic_batch_pt2(tmp_path_factory):
+    """The encoder as ``.pt2`` with ``torch.export`` Dims on the batch *and* the sequence."""
+    import torch
+
+    example = _tokens(2, 16, 0)
+    batch, seq = torch.export.Dim("batch", min=1, max=16), torch.export.Dim("seq", min=2, max=64)
+    program = torch.export.export(_bert(), tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask")),
+                                  dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}))
+    path = tmp_path_factory.mktemp("bertdyn") / "bert.pt2"
+    torch.export.save(program, str(path))
+    return path, program
+
+
+def test_class3_bert_pt2_keeps_a_dynamic_batch_and_sequence_length_into_tfjs(tmp_path, bert_dynamic_batch_pt2):
+    """Dims on batch and seq: the Linear layers stay 3-D and the attention Softmax keeps its axis.
+
+    Before ``layer_norm_keeping_rank`` the TF parity run stopped (exit 1, MatMul "[2,512] vs
+    [32,64]"); before ``unflatten_linear_layers`` the attention probs differed by 0.3.
+    """
+    import torch
+
+    path, program = bert_dynamic_batch_pt2
+    proc = run_cli("convert", path, "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["source"]["onnx_passes"]["layer_norm_keeping_rank"] == 5
+    assert report["source"]["onnx_passes"]["unflatten_linear_layers"] == 12  # 6 Linear per layer
+    assert "fixed_input_shapes" not in report["source"]
+    bundle = json.loads((tmp_path / "out" / "tfjs" / "metadata.json").read_text())
+    assert [(i["name"], i["shape"], i["dtype"], i["source_dtype"]) for i in bundle["inputs"]] == [
+        ("input_ids", [None, None], "int32", "int64"), ("attention_mask", [None, None], "int32", "int64")]
+
+    samples = [_tokens(1, 9, 5), _tokens(3, 23, 6)]  # (batch, seq): neither is the exported (2, 16)
+    model, got = _tfjs_outputs(tmp_path / "out", samples)
+    assert [o.shape for o in model.outputs] == [[None, None, 32], [None, 32], [None, 4, None, None]]
+    for sample, outputs in zip(samples, got):
+        with torch.inference_mode():
+            want = program.module()(*(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask")))
+        for name, expected in zip(("output_0", "output_1", "output_2"), want):
+            assert outputs[name].shape == tuple(expected.shape), (name, outputs[name].shape, expected.shape)
+            np.testing.assert_allclose(outputs[name], expected.numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_a_tensorflow_runtime_failure_in_the_parity_run_is_a_conversion_error_naming_the_op(tmp_path, bert_dynamic_batch_pt2):
+    """Broken on purpose: without ``layer_norm_keeping_rank``, ``unflatten_linear_layers`` and
+    ``static_reshape_targets`` (the graph onnx2tf got before this fix) its Flatten bakes [B, S*32] in.
+
+    The SavedModel loads but TensorFlow rejects it on the first sample: exit 3 (the conversion
+    cannot be done) with the stage, the TF op and its shapes, never exit 1 "unexpected".
+    """
+    path, _ = bert_dynamic_batch_pt2
+    proc = run_cli("convert", path, "-o", tmp_path / "out", "--disable-pass", "layer_norm_keeping_rank",
+                   "--disable-pass", "unflatten_linear_layers", "--disable-pass", "static_reshape_targets")
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "unexpected" not in proc.stderr
+    assert "TensorFlow cannot run the converted model on input_ids [" in proc.stderr
+    assert "MatMul at node '" in proc.stderr and "Matrix size-incompatible" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_saved_model_turns_a_run_time_op_error_into_a_conversion_error(tmp_path):
+    """A SavedModel that reshapes to a fixed batch of 2: a batch of 3 fails in TF at run time."""
+    import tensorflow as tf
+
+    from converter.errors import ConversionError
+    from converter.runtimes.tensorflow import run_saved_model
+
+    class Fixed(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.reshape(x, [2, -1], name="bake_batch")}
+
+    module = Fixed()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    ok = run_saved_model(tmp_path / "sm", [{"x": np.ones((2, 3), np.float32)}])
+    assert ok[0]["y"].shape == (2, 3)
+    with pytest.raises(ConversionError) as info:
+        run_saved_model(tmp_path / "sm", [{"x": np.ones((3, 3), np.float32)}])
+    assert info.value.stage == "run_tensorflow" and info.value.exit_code == 3
+    assert "x [3, 3] (float32)" in str(info.value) and "bake_batch" in str(info.value), str(info.value)
