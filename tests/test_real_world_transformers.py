@@ -246,3 +246,66 @@ def test_run_saved_model_turns_a_run_time_op_error_into_a_conversion_error(tmp_p
         run_saved_model(tmp_path / "sm", [{"x": np.ones((3, 3), np.float32)}])
     assert info.value.stage == "run_tensorflow" and info.value.exit_code == 3
     assert "x [3, 3] (float32)" in str(info.value) and "bake_batch" in str(info.value), str(info.value)
+
+
+def _ort(model, feeds):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_layer_norm_keeping_rank_matches_onnx_layer_normalization_with_all_outputs():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converter.sources.onnx_transformer import layer_norm_keeping_rank
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    for axis, stat_shape, stat_dims in ((-1, [2, 3, 1], ["batch", "seq", 1]), (1, [2, 1, 1], ["batch", 1, 1])):
+        scale = rng.standard_normal(x.shape[axis:]).astype(np.float32)
+        graph = helper.make_graph(
+            [helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["y", "mean", "inv_std"], name="ln", axis=axis, epsilon=1e-3)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 8]),
+             helper.make_tensor_value_info("mean", TensorProto.FLOAT, stat_dims), helper.make_tensor_value_info("inv_std", TensorProto.FLOAT, stat_dims)],
+            initializer=[numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(-scale, "bias")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        want = _ort(model, {"x": x})
+        assert layer_norm_keeping_rank(model) == 1
+        onnx.checker.check_model(model)
+        assert "LayerNormalization" not in [n.op_type for n in model.graph.node]
+        assert "Reshape" not in [n.op_type for n in model.graph.node] and "Flatten" not in [n.op_type for n in model.graph.node]
+        for got, expected in zip(_ort(model, {"x": x}), want):
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert list(want[1].shape) == stat_shape
+
+
+def test_unflatten_linear_layers_gives_the_same_tensor_without_the_flatten():
+    """torch dynamo's Linear on [B, S, 32]: Reshape([-1, 32]) -> Gemm -> Reshape(Concat(Shape(x)[0:2], [4, 8]))."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converter.sources.onnx_transformer import unflatten_linear_layers
+
+    rng = np.random.default_rng(1)
+    c = lambda name, value: numpy_helper.from_array(np.asarray(value), name)  # noqa: E731
+    nodes = [helper.make_node("Reshape", ["x", "rows"], ["r"], name="flatten"),
+             helper.make_node("Gemm", ["r", "w", "b"], ["g"], name="linear", transB=1),
+             helper.make_node("Shape", ["x"], ["xs"], name="shape", start=0, end=2),
+             helper.make_node("Concat", ["xs", "heads"], ["target"], name="target", axis=0),
+             helper.make_node("Reshape", ["g", "target"], ["y"], name="view", allowzero=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4, 8])],
+                              initializer=[c("rows", np.array([-1, 32], np.int64)), c("w", rng.standard_normal((32, 32)).astype(np.float32)),
+                                           c("b", rng.standard_normal(32).astype(np.float32)), c("heads", np.array([4, 8], np.int64))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((3, 5, 32)).astype(np.float32)
+    want = _ort(model, {"x": x})[0]
+    assert unflatten_linear_layers(model) == 1
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert "Gemm" not in ops and ops.count("MatMul") == 1
+    matmul = next(n for n in model.graph.node if n.op_type == "MatMul")
+    assert matmul.input[0] == "x"  # on the 3-D tensor, not the flattened rows
+    np.testing.assert_allclose(_ort(model, {"x": x})[0], want, atol=1e-5)

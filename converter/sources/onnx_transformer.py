@@ -209,13 +209,16 @@ def unflatten_linear_layers(model) -> int:
                   y = Reshape(g, Concat(Shape(x)[0:2], [4, 8]))           [B, S, 4, 8]
         After::   g = Add(MatMul(x, W), b)  [B, S, 32];  y = Reshape(g, Concat(...))
 
-    Only where every consumer of the Gemm is a ``Reshape`` without a literal 0 in its
-    target (a 0 copies an input dim, which the rank change would alter), ``alpha = beta
-    = 1``, ``transA = 0``, and ``W`` and a 1-D ``b`` are initializers. Returns the number of
+    Only in graphs with no channel op (``onnx_layout.channel_nodes``), where every consumer
+    of the Gemm is a ``Reshape`` without a literal 0 in its target (a 0 copies an input dim,
+    which the rank change would alter), ``alpha = beta = 1``, ``transA = 0``, and ``W`` and
+    a 1-D ``b`` are initializers. Returns the number of
     Gemm nodes rewritten (the flattening Reshape is left to ``remove_dead_nodes``).
     """
     from onnx import helper, numpy_helper
 
+    if channel_nodes(model):
+        return 0  # onnx2tf's tensors may be channels-last there: a MatMul on one contracts the wrong axis
     shapes = symbolic_shapes(model)
     inits = {i.name: i for i in model.graph.initializer}
     count = 0
@@ -235,8 +238,6 @@ def unflatten_linear_layers(model) -> int:
         (source, keep), new = source, []
         rank = len(shapes[source])
         if keep < rank - 1:  # [B, S, 4, 8] -> [B, S, 32] first; the 0s copy B and S
-            if channel_nodes(model):
-                continue  # onnx2tf would read the copied dims from its channels-last tensor
             model.graph.initializer.append(numpy_helper.from_array(np.array([0] * keep + [int(np.prod(shapes[source][keep:]))], np.int64), f"{base}/rows_shape"))
             new.append(helper.make_node("Reshape", [source, f"{base}/rows_shape"], [f"{base}/rows"], name=f"{base}/rows"))
             source = f"{base}/rows"
