@@ -221,7 +221,7 @@ def test_a_tensorflow_runtime_failure_in_the_parity_run_is_a_conversion_error_na
                    "--disable-pass", "unflatten_linear_layers", "--disable-pass", "static_reshape_targets")
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "unexpected" not in proc.stderr
-    assert "TensorFlow cannot run the converted model on input_ids [" in proc.stderr
+    assert "Stage parity_tensorflow" in proc.stderr and "TensorFlow cannot run the converted model on input_ids [" in proc.stderr
     assert "MatMul at node '" in proc.stderr and "Matrix size-incompatible" in proc.stderr
     assert not (tmp_path / "out").exists()
 
