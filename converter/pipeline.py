@@ -21,7 +21,7 @@ from pathlib import Path
 
 from converter.atomic import atomic_output_dir, check_writable
 from converter.description import describe
-from converter.errors import InputError, ParityError, TransferJSError, UnsupportedOpsError
+from converter.errors import ConversionError, InputError, ParityError, TransferJSError, UnsupportedOpsError
 from converter.export.bundle import write_tfjs_bundle
 from converter.export.layers import write_layers_model
 from converter.export.tfjs import ExportOptions
@@ -151,7 +151,7 @@ def _convert_into(tmp: Path, work: Path, source, options: ConvertOptions, report
     if options.verify:
         samples = make_samples(source.inputs, options.samples, options.seed, options.sample_file, source.sample_dim_size())
         with report.stage("parity_tensorflow"):
-            ref, parity = source_vs_tensorflow(source, model, samples, options.tolerance)
+            ref, parity = _source_vs_tensorflow(source, model, samples, options, work)
         if not parity.ok and source.bisectable_graph is not None:
             with report.stage("locate_divergence"):
                 parity.divergence = _locate(source.bisectable_graph, samples, options, work)
@@ -164,6 +164,23 @@ def _convert_into(tmp: Path, work: Path, source, options: ConvertOptions, report
     if failures:
         raise ParityError(failures)
     return model, options.export is not None
+
+
+def _source_vs_tensorflow(source, model, samples, options: ConvertOptions, work: Path):
+    """``source_vs_tensorflow``; a graph TensorFlow cannot run becomes a ``ConversionError`` of this stage.
+
+    The message keeps TensorFlow's op and shapes and adds the ONNX node where the graph
+    first fails or differs (the divergence locator), where the source has an ONNX graph.
+    """
+    try:
+        return source_vs_tensorflow(source, model, samples, options.tolerance)
+    except ConversionError as e:
+        if e.stage != "run_tensorflow":
+            raise
+        where = _locate(source.bisectable_graph, samples, options, work) if source.bisectable_graph is not None else None
+        at = f"\n  the converted graph first fails or differs at ONNX node '{where['node']}' ({where['op']})" if where else ""
+        raise ConversionError(f"Stage parity_tensorflow (the source vs TensorFlow on the parity samples): {e}{at}",
+                              stage="parity_tensorflow") from None
 
 
 def _export_stages(tmp: Path, model, source, samples, ref, options: ConvertOptions, report: ConversionReport) -> list:

@@ -15,11 +15,12 @@ from converter.sources.onnx_compat import sanitize_node_names, upgrade_old_opset
 from converter.sources.onnx_control_flow import inline_constant_ifs
 from converter.sources.onnx_dtype_rewrites import int_bool_reductions, matching_pow_types, one_sided_isinf
 from converter.sources.onnx_functions import expand_functions
+from converter.sources.onnx_layout import channel_nodes
 from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, shapes as _shapes, symbolic_shapes as _symbolic_shapes
 from converter.sources.onnx_op_rewrites import (broadcasting_sum_to_adds, explicit_kernel_shape, explicit_reduce_axes, lift_batch_moving_transposes,
                                                 reshape_scalar_inputs, reversing_slice_to_gather, truncated_fmod, unbounded_clip_to_identity)
 from converter.sources.onnx_resize import resize_to_axis_maps
-from converter.sources.onnx_transformer import expand_gelu, split_multi_axis_unsqueeze
+from converter.sources.onnx_transformer import expand_gelu, layer_norm_keeping_rank, split_multi_axis_unsqueeze, unflatten_linear_layers
 
 
 def _is_batch_of_shape(model, name: str) -> bool:
@@ -233,20 +234,21 @@ def static_reshape_targets(model) -> int:
     Known dims become numbers; a dynamic dim copied from the same position of the
     Reshape's input becomes 0; one other dynamic dim becomes -1; otherwise the
     target stays as it is. With a dynamic height/width, the batch is read with
-    ``Gather(Shape(x), [0])`` instead of 0 (see ``_batch_from_shape``).
+    ``Gather(Shape(x), [0])`` instead of 0 (see ``_batch_from_shape``); in a graph with no
+    channel op (``onnx_layout.channel_nodes``) every copied dim may stay a 0.
     """
     from onnx import numpy_helper
 
     shapes = _symbolic_shapes(model)
-    count = 0
+    count, layout_free = 0, not channel_nodes(model)
     for node in list(model.graph.node):
         if node.op_type != "Reshape" or len(node.input) < 2 or _const_value(model, node.input[1]) is not None:
             continue
         items = _shape_items(model, node.input[1], shapes)
         data = shapes.get(node.input[0])
         allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), 0)
-        if items is None or data is None or allowzero:
-            continue
+        if items is None or data is None or (allowzero and any(isinstance(i, int) and i == 0 for i in items)):
+            continue  # a literal 0 in an allowzero target is a 0-sized dim; dims read from Shape are copies
         target, unknown = [], []
         for pos, item in enumerate(items):
             if isinstance(item, int):
@@ -265,13 +267,19 @@ def static_reshape_targets(model) -> int:
         if len(unknown) > 1 or (unknown and target.count(-1) > 1):
             continue
         name = (node.name or node.output[0]) + "/static_shape"
-        if 0 in target[1:] or (target[0] == 0 and not all(isinstance(d, int) for d in data[1:])):
+        if layout_free and 0 in target and -1 not in target:
+            # No op needs channels-last: onnx2tf keeps every tensor in the ONNX order, so each
+            # copied dim is read from the right axis (BERT's view to [B, S, heads, 8]).
+            model.graph.initializer.append(numpy_helper.from_array(np.array(target, np.int64), name))
+        elif 0 in target[1:] or (target[0] == 0 and not all(isinstance(d, int) for d in data[1:])):
             if 0 in target[1:]:
                 continue  # a copied dynamic dim after the batch: onnx2tf reads it from the NHWC tensor
             _batch_from_shape(model, node, target, name)
         else:
             model.graph.initializer.append(numpy_helper.from_array(np.array(target, np.int64), name))
         node.input[1] = name
+        for attr in [a for a in node.attribute if a.name == "allowzero"]:
+            node.attribute.remove(attr)  # its 0s now copy the input's dim, as the Shape they replace did
         count += 1
     return count
 
@@ -313,10 +321,11 @@ def remove_dead_nodes(model) -> int:
     return removed
 
 
-PASSES = [upgrade_old_opset, inline_constant_ifs, expand_functions, reversing_slice_to_gather, explicit_kernel_shape, sanitize_node_names, expand_gelu,
-          split_multi_axis_unsqueeze, constants_to_initializers, resize_to_axis_maps, explicit_reduce_axes, explicit_pre13_softmax, static_reshape_targets,
-          squeeze_pooled_flatten, lift_batch_moving_transposes, reshape_scalar_inputs, matching_pow_types, int_bool_reductions,
-          one_sided_isinf, broadcasting_sum_to_adds, truncated_fmod, unbounded_clip_to_identity, remove_dead_nodes]
+PASSES = [upgrade_old_opset, inline_constant_ifs, layer_norm_keeping_rank, expand_functions, reversing_slice_to_gather, explicit_kernel_shape,
+          sanitize_node_names, expand_gelu, split_multi_axis_unsqueeze, constants_to_initializers, resize_to_axis_maps, explicit_reduce_axes,
+          explicit_pre13_softmax, unflatten_linear_layers, static_reshape_targets, squeeze_pooled_flatten, lift_batch_moving_transposes,
+          reshape_scalar_inputs, matching_pow_types, int_bool_reductions, one_sided_isinf, broadcasting_sum_to_adds, truncated_fmod,
+          unbounded_clip_to_identity, remove_dead_nodes]
 
 
 def run_passes(model, disabled=()):
