@@ -7,16 +7,10 @@ Example:
 
 from __future__ import annotations
 
-from converter.sources.onnx_graph_query import elem_types
+from converter.sources.onnx_graph_query import elem_types, replace_node
 
 _FLOATS = frozenset({1, 10, 11})  # float, float16, double (TensorProto codes)
 
-
-def _replace(model, node, new: list) -> None:
-    at = list(model.graph.node).index(node)
-    model.graph.node.remove(node)
-    for k, n in enumerate(new):
-        model.graph.node.insert(at + k, n)
 
 
 def matching_pow_types(model) -> int:
@@ -49,7 +43,7 @@ def matching_pow_types(model) -> int:
             new = [helper.make_node("Cast", [node.input[0]], [f"{name}/base"], name=f"{name}/cast_base", to=exponent),
                    helper.make_node("Pow", [f"{name}/base", node.input[1]], [f"{name}/power"], name=name),
                    helper.make_node("Cast", [f"{name}/power"], list(node.output), name=f"{name}/cast_back", to=base)]
-        _replace(model, node, new)
+        replace_node(model, node, new)
         count += 1
     return count
 
@@ -76,7 +70,7 @@ def int_bool_reductions(model) -> int:
         name = node.name or node.output[0]
         reduced = helper.make_node(node.op_type, [f"{name}/as_int", *node.input[1:]], [f"{name}/reduced"], name=name)
         reduced.attribute.extend(node.attribute)
-        _replace(model, node, [helper.make_node("Cast", [node.input[0]], [f"{name}/as_int"], name=f"{name}/to_int", to=TensorProto.INT32),
+        replace_node(model, node, [helper.make_node("Cast", [node.input[0]], [f"{name}/as_int"], name=f"{name}/to_int", to=TensorProto.INT32),
                                reduced,
                                helper.make_node("Cast", [f"{name}/reduced"], list(node.output), name=f"{name}/to_bool", to=TensorProto.BOOL)])
         count += 1
@@ -110,6 +104,6 @@ def one_sided_isinf(model) -> int:
         name = node.name or node.output[0]
         value = np.array(np.inf if positive else -np.inf, tensor_dtype_to_np_dtype(types[node.input[0]]))
         model.graph.initializer.append(numpy_helper.from_array(value, f"{name}/infinity"))
-        _replace(model, node, [helper.make_node("Equal", [node.input[0], f"{name}/infinity"], list(node.output), name=name)])
+        replace_node(model, node, [helper.make_node("Equal", [node.input[0], f"{name}/infinity"], list(node.output), name=name)])
         count += 1
     return count

@@ -64,3 +64,15 @@ def elem_types(model) -> dict[str, int]:
         if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
             result[vi.name] = vi.type.tensor_type.elem_type
     return result
+
+
+def replace_node(model, node, new: list) -> None:
+    """Put the nodes ``new`` where ``node`` stood in ``model.graph`` (a rewrite keeps the graph's order).
+
+    Example:
+        >>> replace_node(model, gelu, [mul, erf, add, out])
+    """
+    at = list(model.graph.node).index(node)
+    model.graph.node.remove(node)
+    for k, n in enumerate(new):
+        model.graph.node.insert(at + k, n)

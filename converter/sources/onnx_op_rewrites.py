@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.sources.onnx_graph_query import opset_of, shapes as inferred_shapes
+from converter.sources.onnx_graph_query import opset_of, replace_node, shapes as inferred_shapes
 
 
 def _static_shapes(model) -> dict[str, list]:
@@ -92,10 +92,7 @@ def reversing_slice_to_gather(model) -> int:
             out = node.output[0] if k == len(plan) - 1 else f"{name}/out"
             new.append(helper.make_node("Gather", [source, f"{name}/indices"], [out], name=name, axis=axis))
             source = out
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         count += 1
     return count
 
@@ -192,10 +189,7 @@ def lift_batch_moving_transposes(model) -> int:
         if out is not None and out.count(None) < 2:
             continue
         new = _lifted_transpose(model, node.name or node.output[0], node.input[0], node.output[0], perm)
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         count += 1
     return count
 
@@ -280,10 +274,7 @@ def broadcasting_sum_to_adds(model) -> int:
             out = node.output[0] if k == len(node.input) - 1 else f"{name}/partial_{k}"
             new.append(helper.make_node("Add", [total, term], [out], name=f"{name}/add_{k}"))
             total = out
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         count += 1
     return count
 
@@ -312,10 +303,7 @@ def truncated_fmod(model) -> int:
                helper.make_node("Mod", [f"{name}/abs_a", f"{name}/abs_b"], [f"{name}/magnitude"], name=name, fmod=1),
                helper.make_node("Sign", [a], [f"{name}/sign"], name=f"{name}/sign"),
                helper.make_node("Mul", [f"{name}/magnitude", f"{name}/sign"], list(node.output), name=f"{name}/signed")]
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         count += 1
     return count
 

@@ -16,7 +16,7 @@ from converter.sources.onnx_control_flow import inline_constant_ifs
 from converter.sources.onnx_dtype_rewrites import int_bool_reductions, matching_pow_types, one_sided_isinf
 from converter.sources.onnx_functions import expand_functions
 from converter.sources.onnx_layout import channel_nodes
-from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, shapes as _shapes, symbolic_shapes as _symbolic_shapes
+from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, replace_node, shapes as _shapes, symbolic_shapes as _symbolic_shapes
 from converter.sources.onnx_op_rewrites import (broadcasting_sum_to_adds, explicit_kernel_shape, explicit_reduce_axes, lift_batch_moving_transposes,
                                                 reshape_scalar_inputs, reversing_slice_to_gather, truncated_fmod, unbounded_clip_to_identity)
 from converter.sources.onnx_resize import resize_to_axis_maps
@@ -130,10 +130,7 @@ def explicit_pre13_softmax(model) -> int:
         else:
             new.append(helper.make_node("Shape", [node.input[0]], [target], name=target))
         new.append(helper.make_node("Reshape", [normed, target], list(node.output), name=base + "/reshape"))
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         count += 1
     return count
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.sources.onnx_graph_query import const_value, opset_of, producer, symbolic_shapes
+from converter.sources.onnx_graph_query import const_value, opset_of, producer, replace_node, symbolic_shapes
 from converter.sources.onnx_layout import channel_nodes
 
 
@@ -54,10 +54,7 @@ def expand_gelu(model) -> int:
             core = op("Erf", [op("Div", [x, const("sqrt2", np.sqrt(2.0))], "scaled")], "erf")
         half = op("Mul", [x, const("half", 0.5)], "half_x")
         new.append(helper.make_node("Mul", [half, op("Add", [core, const("one", 1.0)], "one_plus")], list(node.output), name=base))
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         count += 1
     return count
 
@@ -98,10 +95,7 @@ def split_multi_axis_unsqueeze(model) -> int:
             else:
                 new.append(helper.make_node("Unsqueeze", [current], [out], name=out if k < len(axes) - 1 else base, axes=[axis]))
             current = out
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         count += 1
     return count
 
@@ -168,10 +162,7 @@ def layer_norm_keeping_rank(model) -> int:
             op("Add", [scaled, node.input[2]], "biased", outputs[0])
         if outputs[2]:
             op("Reciprocal", [s], "inv_std", outputs[2])
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         count += 1
     return count
 
@@ -248,10 +239,7 @@ def unflatten_linear_layers(model) -> int:
         new.append(helper.make_node("MatMul", [source, weight], [product], name=f"{base}/matmul"))
         if bias is not None:
             new.append(helper.make_node("Add", [product, bias], [node.output[0]], name=base))
-        at = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        for k, n in enumerate(new):
-            model.graph.node.insert(at + k, n)
+        replace_node(model, node, new)
         stale = [v for v in model.graph.value_info if v.name == node.output[0]]  # it said [B*S, N]
         for v in stale:
             model.graph.value_info.remove(v)
