@@ -156,7 +156,7 @@ LAYOUT_AND_GRAPH_CASES = [
     ("class5_dynamic_hw", {}),  # ONNX [batch, 3, height, width]: H/W sized, batch kept dynamic
     ("class5b_dynamic_hw_pt2", {}),  # .pt2 with dynamic H/W: stays dynamic
     ("class6_transformer_mha", {}),  # nn.MultiheadAttention encoder, int64 ids
-    ("class6b_transformer_hand", {"expand_functions": 2, "constants_to_initializers": 5}),  # LayerNorm expanded; float attention scale
+    ("class6b_transformer_hand", {"layer_norm_keeping_rank": 2, "constants_to_initializers": 4}),  # LayerNorm as trailing-axis reductions; float attention scale
     ("class7_yolo_dist2bbox", {"static_reshape_targets": 2}),  # Reshape targets from Shape
 ]
 
