@@ -73,6 +73,19 @@ def _tfjs_outputs(out, inputs: list[dict]) -> list[dict]:
     return model, to_source_outputs(model, run_bundle(out / "tfjs", to_converted_inputs(model, inputs)).samples)
 
 
+
+def _assert_tfjs_matches_torch(program, samples, got):
+    """Each TF.js output of each token sample has torch's shape and values (the exported program)."""
+    import torch
+
+    for sample, outputs in zip(samples, got):
+        with torch.inference_mode():
+            want = program.module()(*(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask")))
+        for name, expected in zip(("output_0", "output_1", "output_2"), want):
+            assert outputs[name].shape == tuple(expected.shape), (name, outputs[name].shape, expected.shape)
+            np.testing.assert_allclose(outputs[name], expected.numpy(), atol=1e-4, rtol=1e-3)
+
+
 def test_class3_bert_pt2_keeps_a_dynamic_sequence_length_and_attention_layout_into_tfjs(tmp_path):
     import torch
 
@@ -94,12 +107,7 @@ def test_class3_bert_pt2_keeps_a_dynamic_sequence_length_and_attention_layout_in
     samples = [_tokens(2, 7, 1), _tokens(2, 23, 2)]  # neither is the exported length (16)
     model, got = _tfjs_outputs(tmp_path / "out", samples)
     assert [o.shape for o in model.outputs] == [[2, None, 32], [2, 32], [2, 4, None, None]]  # attention keeps its layout
-    for sample, outputs in zip(samples, got):
-        with torch.inference_mode():
-            want = program.module()(*(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask")))
-        for name, expected in zip(("output_0", "output_1", "output_2"), want):
-            assert outputs[name].shape == tuple(expected.shape), (name, outputs[name].shape, expected.shape)
-            np.testing.assert_allclose(outputs[name], expected.numpy(), atol=1e-4, rtol=1e-3)
+    _assert_tfjs_matches_torch(program, samples, got)
 
 
 def test_split_multi_axis_unsqueeze_gives_the_same_tensor_one_axis_at_a_time():
@@ -185,8 +193,6 @@ def test_class3_bert_pt2_keeps_a_dynamic_batch_and_sequence_length_into_tfjs(tmp
     Before ``layer_norm_keeping_rank`` the TF parity run stopped (exit 1, MatMul "[2,512] vs
     [32,64]"); before ``unflatten_linear_layers`` the attention probs differed by 0.3.
     """
-    import torch
-
     path, program = bert_dynamic_batch_pt2
     proc = run_cli("convert", path, "-o", tmp_path / "out")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -201,12 +207,7 @@ def test_class3_bert_pt2_keeps_a_dynamic_batch_and_sequence_length_into_tfjs(tmp
     samples = [_tokens(1, 9, 5), _tokens(3, 23, 6)]  # (batch, seq): neither is the exported (2, 16)
     model, got = _tfjs_outputs(tmp_path / "out", samples)
     assert [o.shape for o in model.outputs] == [[None, None, 32], [None, 32], [None, 4, None, None]]
-    for sample, outputs in zip(samples, got):
-        with torch.inference_mode():
-            want = program.module()(*(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask")))
-        for name, expected in zip(("output_0", "output_1", "output_2"), want):
-            assert outputs[name].shape == tuple(expected.shape), (name, outputs[name].shape, expected.shape)
-            np.testing.assert_allclose(outputs[name], expected.numpy(), atol=1e-4, rtol=1e-3)
+    _assert_tfjs_matches_torch(program, samples, got)
 
 
 def test_a_tensorflow_runtime_failure_in_the_parity_run_is_a_conversion_error_naming_the_op(tmp_path, bert_dynamic_batch_pt2):
