@@ -1,8 +1,9 @@
-"""Survey of issue 5's failure classes: convert one small model per class, say where it breaks.
+"""Survey of issue 5's and issue 11's failure classes: convert one small model per class, say where it breaks.
 
     .venv/bin/python bench/failure_classes.py [--only grouped,lstm] [--timeout 400] [--json PATH]
 
-Each case of ``fixtures.failure_classes.CASES`` goes through the project's real
+Each case of ``fixtures.failure_classes.CASES`` (issue 5) and ``fixtures.real_world_onnx.CASES``
+(issue 11, the builders its tests use) goes through the project's real
 path, ``converter.convert`` with default options (parity in TensorFlow and in TF.js
 wasm, tolerance atol 1e-4 / rtol 1e-3), into a temporary folder. What happened is
 read from the conversion's report — ``result.report``, or ``err.report`` when it
@@ -12,7 +13,8 @@ conv/matmul nodes of its ``model.json``. When TF.js wasm disagrees, the case is
 converted again checked on the TF.js ``cpu`` backend (diagnosis only).
 
 Typed errors (``converter.errors.*``, ``NodeRuntimeError``) are the expected
-outcomes; anything else is recorded as "unexpected". Prints a Markdown table on
+outcomes; anything else is recorded as "unexpected". A case whose right outcome is a
+precise refusal names the error type it expects (``expected_error``). Prints a Markdown table on
 stdout and writes ``bench/results/failure_classes.json``.
 """
 
@@ -119,15 +121,16 @@ def _options_label(opts: dict) -> str:
         parts += [f"--input-shape {k}:{','.join(map(str, v))}" for k, v in opts["input_shapes"].items()]
     if "batch" in opts:
         parts.append(f"--batch {opts['batch']}")
+    parts += [f"--disable-pass {name}" for name in opts.get("disabled_passes", ())]
     return " ".join(parts)
 
 
-def run_case(cls: str, builder, opts: dict, output_names, work: Path, timeout: int) -> dict:
+def run_case(cls: str, builder, opts: dict, output_names, work: Path, timeout: int, expected_error: str | None = None) -> dict:
     """Build and convert one case; return what happened, read from the conversion's report."""
     import converter
     from converter.errors import ParityError, TransferJSError
 
-    entry = {"class": cls, "model": builder.__name__, "options": _options_label(opts)}
+    entry = {"class": cls, "model": builder.__name__, "options": _options_label(opts), "expected_error": expected_error}
     t0 = time.perf_counter()
     folder = work / builder.__name__
     src, example, what = builder(folder / "src")
@@ -254,8 +257,9 @@ def main(argv=None) -> int:
 
     configure(verbose=False)  # framework start-up noise to the native log, as the CLI does
     from converter.pipeline import library_versions
-    from fixtures.failure_classes import CASES
+    from fixtures import failure_classes, real_world_onnx
 
+    CASES = [(*c, None) for c in failure_classes.CASES] + list(real_world_onnx.CASES)
     cases = CASES
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -269,9 +273,9 @@ def main(argv=None) -> int:
         "options": "converter.ConvertOptions() defaults (+ the case's own fields); tolerance atol 1e-4, rtol 1e-3; TF.js wasm",
     }
     with tempfile.TemporaryDirectory(prefix="transferjs-failure-classes-") as tmp:
-        for i, (cls, builder, opts, outs) in enumerate(cases, 1):
+        for i, (cls, builder, opts, outs, expected) in enumerate(cases, 1):
             log(f"[{i}/{len(cases)}] {cls}: {builder.__name__} {_options_label(opts)}")
-            entry = run_case(cls, builder, opts, outs, Path(tmp), args.timeout)
+            entry = run_case(cls, builder, opts, outs, Path(tmp), args.timeout, expected)
             log(f"    -> {entry['stage']}: {entry['result'][:160]} ({entry['seconds']} s)")
             entries.append(entry)
             args.json.parent.mkdir(parents=True, exist_ok=True)

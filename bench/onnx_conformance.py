@@ -357,7 +357,7 @@ def convert_model(model, workdir: Path) -> tuple[Path, dict]:
 class _InProcessSubprocess:
     """Stands in for ``subprocess`` inside ``converter.sources.onnx`` in a worker.
 
-    ``onnx2tf_saved_model`` runs ``python -m converter.sources.onnx2tf_runner REQ RES``
+    ``onnx2tf_saved_model`` starts ``python -m converter.sources.onnx2tf_runner REQ RES`` (``Popen``)
     in its workdir; a worker runs that same ``main`` in-process instead, saving the
     ~5 s TensorFlow import per case while every argument stays the project's own.
     """
@@ -378,6 +378,21 @@ class _InProcessSubprocess:
         finally:
             os.chdir(previous)
         return subprocess.CompletedProcess(cmd, code, stdout="")
+
+    @classmethod
+    def Popen(cls, cmd, cwd=None, **_ignored):  # noqa: N802 (subprocess's name)
+        """``run`` at once; ``wait()`` then returns its exit status (the caller's log file stays empty)."""
+        return _Finished(cls.run(cmd, cwd=cwd).returncode)
+
+
+class _Finished:
+    """A child that has already ended: what ``_InProcessSubprocess.Popen`` returns."""
+
+    def __init__(self, returncode: int):
+        self.returncode = returncode
+
+    def wait(self, timeout=None) -> int:
+        return self.returncode
 
 
 def run_converted(saved: Path, inputs: dict, mapping: dict) -> dict:

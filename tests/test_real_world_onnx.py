@@ -1,4 +1,4 @@
-"""Real-world ONNX classes (issue 11: 1, 2, 4, 5, 6), each a small model built here, converted with no flags.
+"""Real-world ONNX classes (issue 11: 1, 2, 4, 5, 6), each a small model of ``fixtures/real_world_onnx.py``, converted with no flags.
 
 Every fixture goes through ``transferjs convert`` (the CLI, as a user runs it) and is then
 run in TF.js (wasm, Node.js) and compared with onnxruntime, at two input sizes where the
@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+import fixtures.real_world_onnx as rwo
 from tests.conftest import run_cli
 
 
@@ -43,34 +44,8 @@ def _convert(path, out, *args):
 # ----------------------------------------------------------------------------- class 1
 
 
-def _detector(path, **export):
-    """A detector neck in miniature: stride-4 backbone, FPN upsample to a lateral, a head flattened to [N, 6, H*W/4]."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    class Det(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1, self.c2 = nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 16, 3, 2, 1)
-            self.lat, self.head = nn.Conv2d(8, 16, 1), nn.Conv2d(16, 6, 1)
-
-        def forward(self, images):
-            a = F.relu(self.c1(images))
-            b = F.relu(self.c2(a))
-            p = F.interpolate(b, size=a.shape[2:], mode="nearest") + self.lat(a)
-            q = F.interpolate(p, scale_factor=2.0, mode="bilinear", align_corners=False)
-            return self.head(p).flatten(2), q.mean(dim=(2, 3))
-
-    torch.manual_seed(0)
-    torch.onnx.export(Det().eval(), torch.randn(1, 3, 32, 32), str(path), input_names=["images"], output_names=["boxes", "pooled"],
-                      opset_version=13, dynamo=False, **export)
-    return path
-
-
 def test_class1_dynamic_height_width_stay_dynamic_into_tfjs(tmp_path):
-    path = _detector(tmp_path / "det.onnx", dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
-                                                          "boxes": {0: "batch", 2: "anchors"}, "pooled": {0: "batch"}})
+    path, _, _ = rwo.rw1_detector_dynamic_hw(tmp_path)
     report = _convert(path, tmp_path / "out")
     assert "fixed_input_shapes" not in report["source"]  # no silent 224
     assert report["source"]["onnx_passes"]["static_reshape_targets"] == 1
@@ -83,26 +58,14 @@ def test_class1_dynamic_height_width_stay_dynamic_into_tfjs(tmp_path):
 
 def test_class1_fixed_size_comes_from_the_models_metadata_when_a_graph_needs_one(tmp_path):
     """A ConvTranspose needs static shapes: the size the exporter wrote (Ultralytics' ``imgsz``) is used."""
-    import onnx
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, 2)).eval()
-    torch.onnx.export(net, torch.randn(1, 3, 32, 32), str(tmp_path / "m.onnx"), input_names=["images"], output_names=["up"],
-                      opset_version=13, dynamo=False, dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}})
-    model = onnx.load(str(tmp_path / "m.onnx"))
-    model.graph.node[-1].name = "up/ConvTranspose"
+    rwo.conv_transpose_model(tmp_path / "m.onnx")
     rng = np.random.default_rng(1)
-    model.metadata_props.add(key="imgsz", value="[24, 40]")
-    onnx.save(model, str(tmp_path / "m.onnx"))
     report = _convert(tmp_path / "m.onnx", tmp_path / "out")
     fixed = report["source"]["fixed_input_shapes"]["images"]
     assert fixed["shape"] == [1, 3, 24, 40] and "metadata_props 'imgsz'" in fixed["from"] and "ConvTranspose" in fixed["why"]
     _tfjs_matches_onnxruntime(tmp_path / "out", tmp_path / "m.onnx", [{"images": rng.uniform(-1, 1, (1, 3, 24, 40)).astype(np.float32)}])
     # Without metadata, sample or --input-shape: refused, naming the dims and the options.
-    del model.metadata_props[:]
-    onnx.save(model, str(tmp_path / "bare.onnx"))
+    rwo.conv_transpose_model(tmp_path / "bare.onnx", imgsz=None)
     proc = run_cli("convert", tmp_path / "bare.onnx", "-o", tmp_path / "bare")
     assert proc.returncode == 3, proc.stderr
     assert "ConvTranspose 'up/ConvTranspose' only with static input shapes" in proc.stderr
@@ -112,46 +75,9 @@ def test_class1_fixed_size_comes_from_the_models_metadata_when_a_graph_needs_one
 # ----------------------------------------------------------------------------- class 2
 
 
-def _paddle_model(path, nodes, inits, inputs, outputs):
-    """Save a Paddle-style graph (opset 11, ``@`` in node and tensor names)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    inits = [numpy_helper.from_array(v, k) for k, v in inits.items()]
-    graph = helper.make_graph(nodes, "paddle", inputs, outputs, initializer=inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], producer_name="PaddlePaddle"), str(path))
-    return path
-
-
-def _hard_swish(x, out, name):
-    """Paddle's hard-swish at opset 11: x * HardSigmoid(x, 1/6, 0.5)."""
-    from onnx import helper
-
-    return [helper.make_node("HardSigmoid", [x], [out + "@hs"], name=name + "@hs", alpha=1 / 6, beta=0.5),
-            helper.make_node("Mul", [x, out + "@hs"], [out], name=name + "@mul")]
-
-
 def test_class2_paddle_classifier_with_at_names_and_a_shape_slice_concat_flatten(tmp_path):
-    from onnx import TensorProto, helper
-
     rng = np.random.default_rng(2)
-    inits = {"conv@w": rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.3, "fc@w": rng.standard_normal((16, 10)).astype(np.float32) * 0.3,
-             "fc@b": rng.standard_normal(10).astype(np.float32), "zero": np.array([0], np.int64), "one": np.array([1], np.int64),
-             "minus1": np.array([-1], np.int64)}
-    nodes = [helper.make_node("Conv", ["x", "conv@w"], ["conv@0"], name="Conv@0", strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
-             *_hard_swish("conv@0", "act@0", "HardSwish@0"),
-             helper.make_node("GlobalAveragePool", ["act@0"], ["pool@0"], name="Pool@0"),
-             helper.make_node("Shape", ["pool@0"], ["shape@0"], name="Shape@0"),
-             helper.make_node("Slice", ["shape@0", "zero", "one"], ["batch@0"], name="Slice@0"),
-             helper.make_node("Concat", ["batch@0", "minus1"], ["target@0"], name="Concat@0", axis=0),
-             helper.make_node("Reshape", ["pool@0", "target@0"], ["flat@0"], name="Reshape@0"),
-             helper.make_node("MatMul", ["flat@0", "fc@w"], ["mm@0"], name="MatMul@0"),
-             helper.make_node("Add", ["mm@0", "fc@b"], ["logits@0"], name="Add@0"),
-             helper.make_node("Softmax", ["logits@0"], ["probs"], name="Softmax@0", axis=1)]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, -1, -1])
-    x.type.tensor_type.shape.dim[0].dim_param, x.type.tensor_type.shape.dim[2].dim_param = "N", "H"
-    x.type.tensor_type.shape.dim[3].dim_param = "W"
-    path = _paddle_model(tmp_path / "cls.onnx", nodes, inits, [x], [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])])
+    path = rwo.paddle_classifier(tmp_path / "cls.onnx", rng)
     report = _convert(path, tmp_path / "out")
     assert report["source"]["onnx_passes"]["sanitize_node_names"] >= 10
     _tfjs_matches_onnxruntime(tmp_path / "out", path, [{"x": rng.uniform(-1, 1, s).astype(np.float32)} for s in ((1, 3, 24, 24), (3, 3, 32, 48))])
@@ -159,23 +85,8 @@ def test_class2_paddle_classifier_with_at_names_and_a_shape_slice_concat_flatten
 
 def test_class2_paddle_fpn_with_conv_transpose_and_a_dynamic_batch(tmp_path):
     """ConvTranspose with a dynamic batch: converted with a batch of 1 (said in the report), matching in TF.js."""
-    from onnx import TensorProto, helper
-
     rng = np.random.default_rng(3)
-    inits = {"c1@w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "c2@w": rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2,
-             "up@w": rng.standard_normal((16, 8, 2, 2)).astype(np.float32) * 0.2, "up@b": rng.standard_normal(8).astype(np.float32),
-             "head@w": rng.standard_normal((1, 16, 1, 1)).astype(np.float32) * 0.3}
-    conv = dict(pads=[1, 1, 1, 1], kernel_shape=[3, 3])
-    nodes = [helper.make_node("Conv", ["x", "c1@w"], ["c1@0"], name="Conv@0", strides=[2, 2], **conv),
-             helper.make_node("Relu", ["c1@0"], ["r1@0"], name="Relu@0"),
-             helper.make_node("Conv", ["r1@0", "c2@w"], ["c2@0"], name="Conv@1", strides=[2, 2], **conv),
-             *_hard_swish("c2@0", "r2@0", "HardSwish@1"),
-             helper.make_node("ConvTranspose", ["r2@0", "up@w", "up@b"], ["up@0"], name="ConvTranspose@0", strides=[2, 2], kernel_shape=[2, 2]),
-             helper.make_node("Concat", ["up@0", "r1@0"], ["fpn@0"], name="Concat@0", axis=1),
-             helper.make_node("Conv", ["fpn@0", "head@w"], ["head@0"], name="Conv@2", kernel_shape=[1, 1]),
-             helper.make_node("Sigmoid", ["head@0"], ["maps"], name="Sigmoid@0")]
-    path = _paddle_model(tmp_path / "det.onnx", nodes, inits, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
-                         [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", 1, 16, 16])])
+    path = rwo.paddle_fpn(tmp_path / "det.onnx", rng)
     report = _convert(path, tmp_path / "out")
     fixed = report["source"]["fixed_input_shapes"]["x"]
     assert fixed["shape"] == [1, 3, 32, 32] and fixed["from"] == "a batch of 1" and "ConvTranspose" in fixed["why"]
@@ -184,23 +95,8 @@ def test_class2_paddle_fpn_with_conv_transpose_and_a_dynamic_batch(tmp_path):
 
 def test_class2_paddle_text_recogniser_with_feature_maps_of_height_1(tmp_path):
     """[N, 3, 32, W] -> convs with stride (2, 1) to height 1 -> a conv on [N, C, 1, T] -> [N, T, classes], two widths."""
-    from onnx import TensorProto, helper
-
     rng = np.random.default_rng(4)
-    inits = {"c1@w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "c2@w": rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2,
-             "c3@w": rng.standard_normal((24, 16, 1, 3)).astype(np.float32) * 0.2, "fc@w": rng.standard_normal((24, 12)).astype(np.float32) * 0.3}
-    nodes = [helper.make_node("Conv", ["x", "c1@w"], ["c1@0"], name="Conv@0", strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
-             *_hard_swish("c1@0", "a1@0", "HardSwish@0"),
-             helper.make_node("Conv", ["a1@0", "c2@w"], ["c2@0"], name="Conv@1", strides=[2, 1], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
-             helper.make_node("Relu", ["c2@0"], ["a2@0"], name="Relu@0"),
-             helper.make_node("MaxPool", ["a2@0"], ["p@0"], name="Pool@0", kernel_shape=[8, 1], strides=[8, 1]),
-             helper.make_node("Conv", ["p@0", "c3@w"], ["c3@0"], name="Conv@2", pads=[0, 1, 0, 1], kernel_shape=[1, 3]),
-             helper.make_node("Squeeze", ["c3@0"], ["sq@0"], name="Squeeze@0", axes=[2]),
-             helper.make_node("Transpose", ["sq@0"], ["seq@0"], name="Transpose@0", perm=[0, 2, 1]),
-             helper.make_node("MatMul", ["seq@0", "fc@w"], ["mm@0"], name="MatMul@0"),
-             helper.make_node("Softmax", ["mm@0"], ["probs"], name="Softmax@0", axis=2)]
-    path = _paddle_model(tmp_path / "rec.onnx", nodes, inits, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, "W"])],
-                         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", "T", 12])])
+    path = rwo.paddle_recogniser(tmp_path / "rec.onnx", rng)
     report = _convert(path, tmp_path / "out")
     assert "fixed_input_shapes" not in report["source"]
     _tfjs_matches_onnxruntime(tmp_path / "out", path, [{"x": rng.uniform(-1, 1, s).astype(np.float32)} for s in ((1, 3, 32, 40), (2, 3, 32, 64))])
@@ -210,23 +106,8 @@ def test_class2_paddle_text_recogniser_with_feature_maps_of_height_1(tmp_path):
 
 
 def test_class5_old_model_zoo_classifier_ir3_opset9_softmax_on_1x1000x1x1(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     rng = np.random.default_rng(5)
-    w, b = rng.standard_normal((1000, 3, 3, 3)).astype(np.float32) * 0.5, rng.standard_normal(1000).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["data_0", "conv_w_0", "conv_b_0"], ["conv_1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["conv_1"], ["relu_1"]),
-             helper.make_node("GlobalAveragePool", ["relu_1"], ["pool_1"]),
-             helper.make_node("Softmax", ["pool_1"], ["softmaxout_1"])]
-    # IR 3: the weights are graph inputs as well as initializers.
-    inputs = [helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [1, 3, 16, 16]),
-              helper.make_tensor_value_info("conv_w_0", TensorProto.FLOAT, list(w.shape)),
-              helper.make_tensor_value_info("conv_b_0", TensorProto.FLOAT, list(b.shape))]
-    graph = helper.make_graph(nodes, "zoo", inputs, [helper.make_tensor_value_info("softmaxout_1", TensorProto.FLOAT, [1, 1000, 1, 1])],
-                              initializer=[numpy_helper.from_array(w, "conv_w_0"), numpy_helper.from_array(b, "conv_b_0")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
-    onnx.save(model, str(tmp_path / "zoo.onnx"))
+    rwo.old_model_zoo(tmp_path / "zoo.onnx", rng)
     report = _convert(tmp_path / "zoo.onnx", tmp_path / "out")
     assert report["source"]["opset"] == 9 and report["source"]["onnx_passes"]["upgrade_old_opset"] == 1
     assert [i["name"] for i in report["model"]["inputs"]] == ["data_0"]  # weights listed as inputs are not inputs
@@ -241,13 +122,7 @@ def test_class5_old_model_zoo_classifier_ir3_opset9_softmax_on_1x1000x1x1(tmp_pa
 
 def test_class6_failure_names_the_node_in_transferjs_terms_and_keeps_the_full_log(tmp_path):
     """With the name pass disabled, onnx2tf stops at Paddle's '@' names: the message says where and what helps."""
-    from onnx import TensorProto, helper
-
-    rng = np.random.default_rng(6)
-    nodes = [helper.make_node("Conv", ["x", "w@0"], ["c@0"], name="Conv@0", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-             helper.make_node("Softmax", ["c@0"], ["y"], name="Softmax@0", axis=1)]
-    path = _paddle_model(tmp_path / "bad.onnx", nodes, {"w@0": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)},
-                         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])])
+    path = rwo.paddle_bad_names(tmp_path / "bad.onnx", np.random.default_rng(6))
     proc = run_cli("convert", path, "-o", tmp_path / "out", "--disable-pass", "sanitize_node_names", env={"TRANSFERJS_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 3, proc.stdout + proc.stderr
     err = proc.stderr
@@ -262,51 +137,6 @@ def test_class6_failure_names_the_node_in_transferjs_terms_and_keeps_the_full_lo
 # ----------------------------------------------------------------------------- class 4
 
 
-def _streaming_audio_model(path, metadata=None, compare_with=16000, batch=1):
-    """A streaming audio model in miniature: ``If(sr == 16000)`` between two 1-D conv front-ends, then an LSTM with state.
-
-    Inputs ``audio [batch, time]`` float, ``sr`` int64 scalar, ``h0``/``c0 [1, batch, 8]``; the 16 kHz branch is
-    ``Unsqueeze -> Conv(k256, s128)``, the 8 kHz one ``Unsqueeze -> Conv(k128, s64)``, both ``[batch, 8, frames]``;
-    then ``Relu -> Transpose -> LSTM`` (hidden 8) -> ``out [frames, batch, 8]``, ``hN``, ``cN``. ``batch`` is 1
-    (the fixture of the first round) or a ``dim_param`` name shared by ``audio``, ``h0`` and ``c0`` (the usual real layout).
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(40)
-    inits = {"w16": rng.standard_normal((8, 1, 256)).astype(np.float32) * 0.06, "b16": rng.standard_normal(8).astype(np.float32) * 0.1,
-             "w8": rng.standard_normal((8, 1, 128)).astype(np.float32) * 0.09, "b8": rng.standard_normal(8).astype(np.float32) * 0.1,
-             "lstm_w": rng.standard_normal((1, 32, 8)).astype(np.float32) * 0.3, "lstm_r": rng.standard_normal((1, 32, 8)).astype(np.float32) * 0.3,
-             "lstm_b": rng.standard_normal((1, 64)).astype(np.float32) * 0.1, "axis1": np.array([1], np.int64),
-             "rate": np.array(compare_with, np.int64)}
-
-    def branch(name, w, b, k, s):
-        return helper.make_graph(
-            [helper.make_node("Unsqueeze", ["audio", "axis1"], [f"{name}_x"], name=f"{name}/Unsqueeze"),
-             helper.make_node("Conv", [f"{name}_x", w, b], [f"{name}_feat"], name=f"{name}/Conv", kernel_shape=[k], strides=[s])],
-            name, [], [helper.make_tensor_value_info(f"{name}_feat", TensorProto.FLOAT, [batch, 8, None])])
-
-    nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"], name="Equal_0"),
-             helper.make_node("If", ["is16k"], ["feat"], name="If_0", then_branch=branch("then", "w16", "b16", 256, 128),
-                              else_branch=branch("else", "w8", "b8", 128, 64)),
-             helper.make_node("Relu", ["feat"], ["act"], name="Relu_0"),
-             helper.make_node("Transpose", ["act"], ["seq"], name="Transpose_0", perm=[2, 0, 1]),
-             helper.make_node("LSTM", ["seq", "lstm_w", "lstm_r", "lstm_b", "", "h0", "c0"], ["y", "hN", "cN"], name="LSTM_0", hidden_size=8),
-             helper.make_node("Squeeze", ["y", "axis1"], ["out"], name="Squeeze_0")]
-    f = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("audio", f, [batch, "time"]), helper.make_tensor_value_info("sr", TensorProto.INT64, []),
-              helper.make_tensor_value_info("h0", f, [1, batch, 8]), helper.make_tensor_value_info("c0", f, [1, batch, 8])]
-    outputs = [helper.make_tensor_value_info("out", f, ["frames", batch, 8]), helper.make_tensor_value_info("hN", f, [1, batch, 8]),
-               helper.make_tensor_value_info("cN", f, [1, batch, 8])]
-    graph = helper.make_graph(nodes, "audio", inputs, outputs, initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    for key, value in (metadata or {}).items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
-
-
 def _audio_inputs(rng, n, sr=16000, batch=1):
     return {"audio": rng.uniform(-1, 1, (batch, n)).astype(np.float32), "sr": np.array(sr, np.int64),
             "h0": rng.standard_normal((1, batch, 8)).astype(np.float32) * 0.5, "c0": rng.standard_normal((1, batch, 8)).astype(np.float32) * 0.5}
@@ -314,7 +144,7 @@ def _audio_inputs(rng, n, sr=16000, batch=1):
 
 def test_class4_streaming_audio_converts_with_no_flags_and_runs_at_two_lengths(tmp_path):
     """The sample rate is the constant the If compares with; time stays dynamic; the LSTM stays a loop with its state."""
-    path = _streaming_audio_model(tmp_path / "vad.onnx")
+    path = rwo.streaming_audio_model(tmp_path / "vad.onnx")
     report = _convert(path, tmp_path / "out")
     assert report["source"]["fixed_inputs"] == {"sr": 16000}
     assert "fixed_input_shapes" not in report["source"]
@@ -326,7 +156,7 @@ def test_class4_streaming_audio_converts_with_no_flags_and_runs_at_two_lengths(t
 
 
 def test_class4_the_other_sample_rate_comes_from_the_users_sample(tmp_path):
-    path = _streaming_audio_model(tmp_path / "vad.onnx")
+    path = rwo.streaming_audio_model(tmp_path / "vad.onnx")
     rng = np.random.default_rng(42)
     np.savez(tmp_path / "sample.npz", **_audio_inputs(rng, 1024, sr=8000))
     report = _convert(path, tmp_path / "out", "--sample", tmp_path / "sample.npz")
@@ -350,19 +180,14 @@ def _predict_mjs(bundle, *args):
 
 
 def test_class4_sample_rate_from_the_models_metadata(tmp_path):
-    path = _streaming_audio_model(tmp_path / "vad.onnx", metadata={"sample_rate": "8000"})
+    path = rwo.streaming_audio_model(tmp_path / "vad.onnx", metadata={"sample_rate": "8000"})
     report = _convert(path, tmp_path / "out")
     assert report["source"]["fixed_inputs"] == {"sr": 8000} and "metadata_props 'sample_rate'" in report["source"]["fixed_inputs_from"]["sr"]
 
 
 def test_class4_an_if_on_a_scalar_with_no_known_value_is_refused_naming_input_and_node(tmp_path):
     """``If(sr > 12000)``: no Equal to read the value from, no metadata, no sample -> exit 3 before onnx2tf runs."""
-    import onnx
-
-    path = _streaming_audio_model(tmp_path / "vad.onnx", compare_with=12000)
-    model = onnx.load(str(path))
-    next(n for n in model.graph.node if n.op_type == "Equal").op_type = "Greater"
-    onnx.save(model, str(path))
+    path = rwo.streaming_audio_model(tmp_path / "vad.onnx", compare_with=12000, compare_op="Greater")
     proc = run_cli("convert", path, "-o", tmp_path / "out")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "If node 'If_0'" in proc.stderr and "scalar input 'sr'" in proc.stderr and "--sample" in proc.stderr
@@ -373,7 +198,7 @@ def test_class4_parity_samples_are_long_enough_for_the_conv_front_end(tmp_path):
     """16 samples are shorter than the k256 kernel: 4x the shortest length that runs (256) is used."""
     from converter.sources.onnx import load_onnx_source
 
-    assert load_onnx_source(_streaming_audio_model(tmp_path / "vad.onnx")).sample_dim_size() == 1024
+    assert load_onnx_source(rwo.streaming_audio_model(tmp_path / "vad.onnx")).sample_dim_size() == 1024
 
 
 def test_class4_dims_that_share_a_dim_param_get_one_size_in_parity_samples(tmp_path):
@@ -382,7 +207,7 @@ def test_class4_dims_that_share_a_dim_param_get_one_size_in_parity_samples(tmp_p
     from converter.samples import named_dim_sizes, random_samples
     from converter.sources.onnx import load_onnx_source
 
-    source = load_onnx_source(_streaming_audio_model(tmp_path / "vad.onnx", batch="batch"))
+    source = load_onnx_source(rwo.streaming_audio_model(tmp_path / "vad.onnx", batch="batch"))
     audio, h0 = source.inputs[0], source.inputs[1]
     assert audio.dim_names == ("batch", "time") and h0.dim_names == (None, "batch", None)
     assert named_dim_sizes(source.inputs, 1024) == {"batch": 2, "time": 1024}
@@ -398,7 +223,7 @@ def test_class4_dims_that_share_a_dim_param_get_one_size_in_parity_samples(tmp_p
 def test_class4_dynamic_batch_and_time_converts_with_no_flags_and_runs_at_two_batch_sizes(tmp_path):
     """The usual real layout: the batch is a ``dim_param`` shared by ``audio`` and the LSTM state; the
     Transpose to ``[frames, batch, 8]`` is lifted a rank so onnx2tf keeps its perm (``lift_batch_moving_transposes``)."""
-    path = _streaming_audio_model(tmp_path / "vad.onnx", batch="batch")
+    path = rwo.streaming_audio_model(tmp_path / "vad.onnx", batch="batch")
     report = _convert(path, tmp_path / "out")
     assert report["source"]["onnx_passes"]["lift_batch_moving_transposes"] == 1
     assert "fixed_input_shapes" not in report["source"] and report["parity"]["tensorflow"]["ok"]

@@ -1,6 +1,6 @@
 """Real-world class 3 (issue 11): a BERT-style encoder saved as ``.pt2`` the way a user does, converted with no flags.
 
-The model is built here with torch (2 layers, hidden 32, 4 heads, vocab 100), exported with
+The model is built with torch in ``fixtures/real_world_onnx.py`` (2 layers, hidden 32, 4 heads, vocab 100), exported with
 ``torch.export`` and a dynamic sequence length, int64 token ids and an attention mask; the
 bundle runs in TF.js (wasm, Node.js) at two sequence lengths and is compared with torch.
 """
@@ -8,60 +8,12 @@ bundle runs in TF.js (wasm, Node.js) at two sequence lengths and is compared wit
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 
+from fixtures.real_world_onnx import bert as _bert, bert_pt2, bert_tokens as _tokens
 from tests.conftest import run_cli
-
-
-def _bert(vocab=100, hidden=32, heads=4, layers=2, max_len=64):
-    """BERT in miniature: token + position + type embeddings, post-norm layers, GELU MLP, a tanh pooler."""
-    import torch
-    from torch import nn
-
-    class Layer(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.q, self.k, self.v, self.o = (nn.Linear(hidden, hidden) for _ in range(4))
-            self.n1, self.n2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-            self.f1, self.f2 = nn.Linear(hidden, 2 * hidden), nn.Linear(2 * hidden, hidden)
-
-        def forward(self, x, bias):
-            b, n, d = x.shape
-            split = lambda t: t.view(b, n, heads, d // heads).transpose(1, 2)  # noqa: E731
-            scores = split(self.q(x)) @ split(self.k(x)).transpose(-1, -2) / math.sqrt(d // heads) + bias
-            probs = scores.softmax(-1)  # [batch, heads, seq, seq]
-            x = self.n1(x + self.o((probs @ split(self.v(x))).transpose(1, 2).reshape(b, n, d)))
-            return self.n2(x + self.f2(nn.functional.gelu(self.f1(x)))), probs
-
-    class Bert(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.tok, self.pos, self.typ = nn.Embedding(vocab, hidden), nn.Embedding(max_len, hidden), nn.Embedding(2, hidden)
-            self.norm, self.layers, self.pool = nn.LayerNorm(hidden), nn.ModuleList(Layer() for _ in range(layers)), nn.Linear(hidden, hidden)
-
-        def forward(self, input_ids, attention_mask):
-            pos = torch.arange(input_ids.shape[1]).unsqueeze(0)
-            x = self.norm(self.tok(input_ids) + self.pos(pos) + self.typ(torch.zeros_like(input_ids)))
-            bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
-            first = None
-            for layer in self.layers:
-                x, probs = layer(x, bias)
-                first = probs if first is None else first
-            return x, torch.tanh(self.pool(x[:, 0])), first
-
-    torch.manual_seed(0)
-    return Bert().eval()
-
-
-def _tokens(batch, seq, seed):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, 100, (batch, seq)).astype(np.int64)
-    mask = np.ones((batch, seq), np.int64)
-    mask[-1, seq - 3:] = 0  # the last sequence is padded
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _tfjs_outputs(out, inputs: list[dict]) -> list[dict]:
@@ -87,14 +39,7 @@ def _assert_tfjs_matches_torch(program, samples, got):
 
 
 def test_class3_bert_pt2_keeps_a_dynamic_sequence_length_and_attention_layout_into_tfjs(tmp_path):
-    import torch
-
-    module = _bert()
-    example = _tokens(2, 16, 0)
-    seq = torch.export.Dim("seq", min=2, max=64)
-    program = torch.export.export(module, tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask")),
-                                  dynamic_shapes=({1: seq}, {1: seq}))
-    torch.export.save(program, str(tmp_path / "bert.pt2"))
+    program = bert_pt2(tmp_path / "bert.pt2")
     proc = run_cli("convert", tmp_path / "bert.pt2", "-o", tmp_path / "out")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -176,15 +121,8 @@ def test_class3_bert_via_onnx_export_keeps_a_dynamic_sequence_length_into_tfjs(t
 @pytest.fixture(scope="module")
 def bert_dynamic_batch_pt2(tmp_path_factory):
     """The encoder as ``.pt2`` with ``torch.export`` Dims on the batch *and* the sequence."""
-    import torch
-
-    example = _tokens(2, 16, 0)
-    batch, seq = torch.export.Dim("batch", min=1, max=16), torch.export.Dim("seq", min=2, max=64)
-    program = torch.export.export(_bert(), tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask")),
-                                  dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}))
     path = tmp_path_factory.mktemp("bertdyn") / "bert.pt2"
-    torch.export.save(program, str(path))
-    return path, program
+    return path, bert_pt2(path, dynamic_batch=True)
 
 
 def test_class3_bert_pt2_keeps_a_dynamic_batch_and_sequence_length_into_tfjs(tmp_path, bert_dynamic_batch_pt2):

@@ -217,17 +217,20 @@ def onnx2tf_saved_model(model, workdir: Path, keep_layout: bool = False, verbose
     kwargs["param_replacement_file"] = str(workdir / "no_replacements.json")
     req, res = workdir / "onnx2tf_request.json", workdir / "onnx2tf_result.json"
     req.write_text(json.dumps(kwargs))
-    proc = subprocess.run(
-        [sys.executable, "-m", "converter.sources.onnx2tf_runner", str(req), str(res)],
-        cwd=workdir,
-        env=subprocess_env(verbose),
-        stdout=None if verbose else subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = proc.stdout or ""
-    (workdir / "onnx2tf.log").write_text(output)
-    verdict = json.loads(res.read_text()) if res.exists() else {"ok": False, "error": f"exit status {proc.returncode}"}
+    log_path = workdir / "onnx2tf.log"
+    with open(log_path, "w") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "converter.sources.onnx2tf_runner", str(req), str(res)],
+            cwd=workdir, env=subprocess_env(verbose), stdout=None if verbose else log_file, stderr=subprocess.STDOUT, text=True)
+        # The caller needs TensorFlow next (the signature, then parity): importing it here,
+        # while the child imports its own and converts, overlaps the two ~5 s imports
+        # (EfficientNet-Lite0's to_saved_model: 13.6 s -> see BENCHMARKS.md).
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            child.wait()
+    output = log_path.read_text()
+    verdict = json.loads(res.read_text()) if res.exists() else {"ok": False, "error": f"exit status {child.returncode}"}
     if not verdict["ok"] or not (out / "saved_model.pb").exists():
         kept = keep_log(output + "\n" + verdict.get("traceback", ""), log_stem)
         raise ConversionError(explain_failure(model, verdict, output, kept, dynamic_dims(model)))

@@ -16,7 +16,7 @@ from converter.sources.onnx_control_flow import inline_constant_ifs
 from converter.sources.onnx_dtype_rewrites import int_bool_reductions, matching_pow_types, one_sided_isinf
 from converter.sources.onnx_functions import expand_functions
 from converter.sources.onnx_layout import channel_nodes
-from converter.sources.onnx_graph_query import const_value as _const_value, producer as _producer, replace_node, shapes as _shapes, symbolic_shapes as _symbolic_shapes
+from converter.sources.onnx_graph_query import const_value as _const_value, has_op, producer as _producer, replace_node, shapes as _shapes, symbolic_shapes as _symbolic_shapes
 from converter.sources.onnx_op_rewrites import (broadcasting_sum_to_adds, explicit_kernel_shape, explicit_reduce_axes, lift_batch_moving_transposes,
                                                 reshape_scalar_inputs, reversing_slice_to_gather, truncated_fmod, unbounded_clip_to_identity)
 from converter.sources.onnx_resize import resize_to_axis_maps
@@ -68,6 +68,8 @@ def squeeze_pooled_flatten(model) -> int:
     """
     from onnx import helper, numpy_helper
 
+    if not has_op(model, "Reshape", "Flatten"):
+        return 0
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     shapes = _shapes(model)
     count = 0
@@ -236,6 +238,8 @@ def static_reshape_targets(model) -> int:
     """
     from onnx import numpy_helper
 
+    if not any(n.op_type == "Reshape" and len(n.input) > 1 and _const_value(model, n.input[1]) is None for n in model.graph.node):
+        return 0  # no computed target: no shape inference
     shapes = _symbolic_shapes(model)
     count, layout_free = 0, not channel_nodes(model)
     for node in list(model.graph.node):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.sources.onnx_graph_query import const_value, opset_of, producer, replace_node, symbolic_shapes
+from converter.sources.onnx_graph_query import const_value, has_op, opset_of, producer, replace_node, symbolic_shapes
 from converter.sources.onnx_layout import channel_nodes
 
 
@@ -74,14 +74,20 @@ def split_multi_axis_unsqueeze(model) -> int:
     """
     from onnx import helper, numpy_helper
 
-    shapes, opset = symbolic_shapes(model), opset_of(model)
-    count = 0
+    candidates = []  # (node, axes) of multi-axis Unsqueezes; none: no shape inference
     for node in list(model.graph.node):
         if node.op_type != "Unsqueeze" or node.domain not in ("", "ai.onnx"):
             continue
         axes = const_value(model, node.input[1]) if len(node.input) > 1 else next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+        if axes is not None and len(np.asarray(axes).ravel()) >= 2:
+            candidates.append((node, axes))
+    if not candidates:
+        return 0
+    shapes, opset = symbolic_shapes(model), opset_of(model)
+    count = 0
+    for node, axes in candidates:
         shape = shapes.get(node.input[0])
-        if axes is None or shape is None or len(np.asarray(axes).ravel()) < 2 or sum(not isinstance(d, int) for d in shape) < 2:
+        if shape is None or sum(not isinstance(d, int) for d in shape) < 2:
             continue
         rank = len(shape) + len(np.asarray(axes).ravel())
         axes = sorted(int(a) + rank if a < 0 else int(a) for a in np.asarray(axes).ravel())
@@ -128,6 +134,8 @@ def layer_norm_keeping_rank(model) -> int:
     """
     from onnx import TensorProto, helper, numpy_helper
 
+    if not has_op(model, "LayerNormalization"):
+        return 0
     shapes, types, opset = symbolic_shapes(model), _elem_types(model), opset_of(model)
     count = 0
     for node in list(model.graph.node):
