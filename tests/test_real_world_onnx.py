@@ -127,6 +127,7 @@ def test_class6_failure_names_the_node_in_transferjs_terms_and_keeps_the_full_lo
     assert proc.returncode == 3, proc.stdout + proc.stderr
     err = proc.stderr
     assert "onnx2tf could not convert node '" in err and "What can help" in err and "--disable-pass" in err
+    assert "keep the ONNX pass sanitize_node_names on" in err  # the cause, in transferjs terms
     for advice in ("-b or -ois", "-kt or -kat", "-onwdt", "Read this and deal with it"):
         assert advice not in err
     log_path = err.split("Full onnx2tf log: ")[1].split()[0]

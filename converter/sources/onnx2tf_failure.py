@@ -73,6 +73,9 @@ def explain_failure(model, verdict: dict, log_text: str, log_path: Path, dynamic
     where = _node_facts(model, verdict.get("node"))
     error = "\n  ".join(_error_lines(verdict, log_text)) or "(no error message)"
     hints = []
+    if "is not a valid scope name" in error or "is not a valid scope name" in strip_ansi(log_text):
+        hints.append("node names hold characters TensorFlow refuses in scope names (such as '@'): keep the ONNX pass "
+                     "sanitize_node_names on (it renames them; do not --disable-pass it)")
     if dynamic:
         names = ", ".join(f"{k} dims {sorted(v)}" for k, v in dynamic.items())
         hints.append(f"fix the dynamic input dims ({names}) with --input-shape NAME:D0,D1,… or --sample FILE.npz")
