@@ -238,13 +238,12 @@ def static_reshape_targets(model) -> int:
     """
     from onnx import numpy_helper
 
-    if not any(n.op_type == "Reshape" and len(n.input) > 1 and _const_value(model, n.input[1]) is None for n in model.graph.node):
+    computed = [n for n in model.graph.node if n.op_type == "Reshape" and len(n.input) > 1 and _const_value(model, n.input[1]) is None]
+    if not computed:
         return 0  # no computed target: no shape inference
     shapes = _symbolic_shapes(model)
     count, layout_free = 0, not channel_nodes(model)
-    for node in list(model.graph.node):
-        if node.op_type != "Reshape" or len(node.input) < 2 or _const_value(model, node.input[1]) is not None:
-            continue
+    for node in computed:
         items = _shape_items(model, node.input[1], shapes)
         data = shapes.get(node.input[0])
         allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), 0)

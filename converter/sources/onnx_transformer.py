@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.sources.onnx_graph_query import const_value, has_op, opset_of, producer, replace_node, symbolic_shapes
+from converter.sources.onnx_graph_query import const_value, elem_types, has_op, opset_of, producer, replace_node, symbolic_shapes
 from converter.sources.onnx_layout import channel_nodes
 
 
@@ -106,15 +106,6 @@ def split_multi_axis_unsqueeze(model) -> int:
     return count
 
 
-
-def _elem_types(model) -> dict[str, int]:
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
-    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    return {**{v.name: v.type.tensor_type.elem_type for v in values}, **{i.name: i.data_type for i in model.graph.initializer}}
-
-
 def layer_norm_keeping_rank(model) -> int:
     """Write a float32 ``LayerNormalization`` as reductions over its trailing axes, keeping the rank.
 
@@ -136,7 +127,7 @@ def layer_norm_keeping_rank(model) -> int:
 
     if not has_op(model, "LayerNormalization"):
         return 0
-    shapes, types, opset = symbolic_shapes(model), _elem_types(model), opset_of(model)
+    shapes, types, opset = symbolic_shapes(model), elem_types(model), opset_of(model)
     count = 0
     for node in list(model.graph.node):
         if node.op_type != "LayerNormalization" or node.domain not in ("", "ai.onnx"):
@@ -218,6 +209,8 @@ def unflatten_linear_layers(model) -> int:
 
     if channel_nodes(model):
         return 0  # onnx2tf's tensors may be channels-last there: a MatMul on one contracts the wrong axis
+    if not has_op(model, "Gemm"):
+        return 0
     shapes = symbolic_shapes(model)
     inits = {i.name: i for i in model.graph.initializer}
     count = 0
