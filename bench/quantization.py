@@ -4,7 +4,8 @@
                                            [--json bench/results/quantization.json]
 
 EfficientNet-Lite0 (ImageNet, real weights, ``transferjs.demo``'s conversion) is exported
-as float32, float16, uint16, uint8 (per output channel) and uint8-per-tensor (tensorflowjs'
+as float32, float16, uint16, uint8 (per output channel), uint8-at-load (the same kernels,
+restored once at the first run: ``--restore-at-load``) and uint8-per-tensor (tensorflowjs'
 one range per tensor, fragile tensors kept float16), and each bundle runs in TF.js (Node.js,
 wasm) on the same real images: ``--images`` emoji PNGs of the npm package
 emoji-datasource-google (64x64, composited onto white) plus scikit-image's 5 photos.
@@ -32,7 +33,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-MODES = (None, "float16", "uint16", "uint8", "uint8-per-tensor")
+MODES = (None, "float16", "uint16", "uint8", "uint8-at-load", "uint8-per-tensor")
+
+
+def export_options(mode: str | None):
+    """``ExportOptions`` of a row: ``uint8-at-load`` is ``--quantize uint8 --restore-at-load``."""
+    from converter.export.tfjs import ExportOptions
+
+    return ExportOptions(quantize="uint8", restore_at_load=True) if mode == "uint8-at-load" else ExportOptions(quantize=mode)
 
 
 def real_images(n: int) -> tuple[list[np.ndarray], list[str]]:
@@ -55,7 +63,6 @@ def real_images(n: int) -> tuple[list[np.ndarray], list[str]]:
 def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[dict]:
     """Export ``model`` in every mode, run each bundle on ``x`` in TF.js wasm; one row per mode."""
     from converter.export.bundle import write_tfjs_bundle
-    from converter.export.tfjs import ExportOptions
     from converter.export.weights import float32_bytes, shard_bytes
     from converter.runtimes.tfjs_node import run_bundle
     from converter.verify.compare import softmax
@@ -67,7 +74,7 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[d
     for mode in MODES:
         bundles[mode] = tmp / f"bundle-{mode or 'float32'}"
         t0 = time.perf_counter()
-        write_tfjs_bundle(model, bundles[mode], ExportOptions(quantize=mode))
+        write_tfjs_bundle(model, bundles[mode], export_options(mode))
         seconds[mode] = time.perf_counter() - t0
         outs = np.concatenate([o[out.name] for o in run_bundle(bundles[mode], batches, backend="wasm").samples])
         probs[mode] = softmax(outs.astype(np.float64)) if out.meaning != "probabilities" else outs.astype(np.float64)
