@@ -259,6 +259,7 @@ def test_per_channel_uint8_keeps_the_top_label_where_per_tensor_uint8_loses_it(w
     assert new.weight_bytes / new.float32_bytes < 0.3 and old.weight_bytes / old.float32_bytes < 0.26
     tensors = json.loads((tmp_path / "u8" / "metadata.json").read_text())["quantization"]["tensors"]
     assert list(tensors.values()).count("uint8 per output channel") == 1  # the 64-channel kernel; the rest is small
+    assert json.loads((tmp_path / "u8" / "metadata.json").read_text())["quantization"]["scales_restored"] == "in the graph, every run"
     assert "float16" in tensors.values()
     # No known preprocessing: no calibration photos, nearest rounding, and a note that says so.
     rounding = json.loads((tmp_path / "u8" / "metadata.json").read_text())["quantization"]["rounding"]
@@ -317,7 +318,9 @@ def test_uint8_restored_at_load_runs_the_float32_graph_in_plain_tfjs(wide_channe
     ops = {k: Counter(n["op"] for n in m["modelTopology"]["node"] if n["op"] not in ("Placeholder", "Const")) for k, m in models.items()}
     assert ops["al"] == ops["f32"], ops
     init = Counter(n["op"] for n in models["al"]["modelInitializer"]["node"])
-    stored = json.loads((tmp_path / "al" / "metadata.json").read_text())["quantization"]["tensors"]
+    quantization = json.loads((tmp_path / "al" / "metadata.json").read_text())["quantization"]
+    assert quantization["scales_restored"] == "once, at the first run (initializer graph)"
+    stored = quantization["tensors"]
     assert init["Mul"] == list(stored.values()).count("uint8 per output channel") >= 1, (init, stored)
     x = _images()
     ref = softmax(run_saved_model(wide_channels.saved_model, [{inp.name: x}])[0][out.name].astype(np.float64))
