@@ -4,7 +4,8 @@
                                            [--json bench/results/quantization.json]
 
 EfficientNet-Lite0 (ImageNet, real weights, ``transferjs.demo``'s conversion) is exported
-as float32, float16, uint16, uint8 (per output channel) and uint8-per-tensor (tensorflowjs'
+as float32, float16, uint16, uint8 (per output channel), uint8-at-load (the same kernels,
+restored once at the first run: ``--restore-at-load``) and uint8-per-tensor (tensorflowjs'
 one range per tensor, fragile tensors kept float16), and each bundle runs in TF.js (Node.js,
 wasm) on the same real images: ``--images`` emoji PNGs of the npm package
 emoji-datasource-google (64x64, composited onto white) plus scikit-image's 5 photos.
@@ -32,7 +33,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-MODES = (None, "float16", "uint16", "uint8", "uint8-per-tensor")
+MODES = (None, "float16", "uint16", "uint8", "uint8-at-load", "uint8-per-tensor")
+
+
+def export_options(mode: str | None):
+    """``ExportOptions`` of a row: ``uint8-at-load`` is ``--quantize uint8 --restore-at-load``."""
+    from converter.export.tfjs import ExportOptions
+
+    return ExportOptions(quantize="uint8", restore_at_load=True) if mode == "uint8-at-load" else ExportOptions(quantize=mode)
 
 
 def real_images(n: int) -> tuple[list[np.ndarray], list[str]]:
@@ -52,10 +60,9 @@ def real_images(n: int) -> tuple[list[np.ndarray], list[str]]:
     return images, names
 
 
-def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[dict]:
-    """Export ``model`` in every mode, run each bundle on ``x`` in TF.js wasm; one row per mode."""
+def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, modes=MODES) -> list[dict]:
+    """Export ``model`` in each of ``modes`` (float32 first), run each bundle on ``x`` in TF.js wasm; one row per mode."""
     from converter.export.bundle import write_tfjs_bundle
-    from converter.export.tfjs import ExportOptions
     from converter.export.weights import float32_bytes, shard_bytes
     from converter.runtimes.tfjs_node import run_bundle
     from converter.verify.compare import softmax
@@ -64,22 +71,22 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[d
     (inp,), (out,) = model.inputs, model.outputs
     batches = [{inp.name: x[i : i + 32]} for i in range(0, len(x), 32)]
     bundles, probs, seconds = {}, {}, {}
-    for mode in MODES:
+    for mode in modes:
         bundles[mode] = tmp / f"bundle-{mode or 'float32'}"
         t0 = time.perf_counter()
-        write_tfjs_bundle(model, bundles[mode], ExportOptions(quantize=mode))
+        write_tfjs_bundle(model, bundles[mode], export_options(mode))
         seconds[mode] = time.perf_counter() - t0
         outs = np.concatenate([o[out.name] for o in run_bundle(bundles[mode], batches, backend="wasm").samples])
         probs[mode] = softmax(outs.astype(np.float64)) if out.meaning != "probabilities" else outs.astype(np.float64)
-    latency = {m: [] for m in MODES}
+    latency = {m: [] for m in modes}
     for r in range(rounds):
-        for mode in MODES if r % 2 == 0 else MODES[::-1]:
+        for mode in modes if r % 2 == 0 else modes[::-1]:
             latency[mode] += run_bundle(bundles[mode], [{inp.name: x[:1]}], backend="wasm", repeat=repeat).latency_ms
     ref = probs[None]
     top2 = np.sort(ref, -1)[:, -2:]
     decisive = top2[:, 1] - top2[:, 0] > decisive_margin(TOLERANCES["uint8"])
     rows = []
-    for mode in MODES:
+    for mode in modes:
         same = probs[mode].argmax(-1) == ref.argmax(-1)
         rows.append({
             "mode": mode or "float32", "weight_bytes": shard_bytes(bundles[mode]),
@@ -127,7 +134,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--mobilenet", action="store_true", help="also a random, BN-calibrated MobileNetV2")
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "quantization.json"))
+    p.add_argument("--modes", default=",".join(m or "float32" for m in MODES),
+                   help="comma-separated rows (float32 always first), e.g. float32,uint8,uint8-at-load")
     args = p.parse_args(argv)
+    modes = (None, *[m for m in args.modes.split(",") if m and m != "float32"])
 
     from converter.images import preprocess
     from transferjs.console import configure
@@ -140,11 +150,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = run(Path(tmp) / "effnet")["result"].model
         x = preprocess(images, PREPROCESSING, "NHWC")
-        result["models"]["EfficientNet-Lite0"] = measure(model, x, Path(tmp), args.rounds, args.repeat)
+        result["models"]["EfficientNet-Lite0"] = measure(model, x, Path(tmp), args.rounds, args.repeat, modes)
         if args.mobilenet:
             (Path(tmp) / "mn").mkdir()  # same input: 224 x 224 in [-1, 1], MobileNetV2's range too
             result["models"]["MobileNetV2 (random, BN-calibrated)"] = measure(_mobilenet(Path(tmp)), x, Path(tmp) / "mn",
-                                                                               args.rounds, args.repeat)
+                                                                               args.rounds, args.repeat, modes)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     for name, rows in result["models"].items():
         print(table(f"{name}, {len(images)} real images ({args.images} emoji PNGs + 5 photos), TF.js wasm", rows) + "\n")

@@ -13,7 +13,7 @@
 
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { tf, initBackend, loadBundle, readArtifacts, graphOps, BundleError } from './runtime.mjs';
+import { tf, initBackend, loadBundle, readArtifacts, graphOps, userInputs, BundleError } from './runtime.mjs';
 
 const ARRAYS = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
 
@@ -39,7 +39,9 @@ async function runOnce(model, kind, feeds, executeAsync) {
     return Object.fromEntries(model.outputNames.map((n, i) => [n, out[i]]));
   }
   const names = model.outputNodes;
-  let out = executeAsync ? await model.executeAsync(feeds, names) : model.execute(feeds, names);
+  // A copy: TF.js adds the initializer's tensors (weights computed at load) to the map it is given.
+  const given = { ...feeds };
+  let out = executeAsync ? await model.executeAsync(given, names) : model.execute(given, names);
   out = Array.isArray(out) ? out : [out];
   return Object.fromEntries(names.map((n, i) => [n, out[i]]));
 }
@@ -75,7 +77,7 @@ async function main() {
       backend,
       kind,
       tfjsVersion: tf.version.tfjs,
-      inputs: kind === 'graph' ? model.inputs.map((i) => ({ name: i.name, shape: i.shape, dtype: i.dtype })) : [],
+      inputs: kind === 'graph' ? userInputs(model).map((i) => ({ name: i.name, shape: i.shape, dtype: i.dtype })) : [],
       outputs: kind === 'graph' ? model.outputNodes : model.outputNames,
       ops,
       samples,

@@ -115,6 +115,7 @@ export function readArtifacts(dir) {
     signature: json.signature,
     userDefinedMetadata: json.userDefinedMetadata,
     modelInitializer: json.modelInitializer,
+    initializerSignature: json.initializerSignature,
     weightSpecs,
     weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
   };
@@ -128,14 +129,38 @@ export async function loadBundle(dir) {
   const topo = artifacts.modelTopology;
   const isLayers = artifacts.format === 'layers-model' || topo.class_name !== undefined || topo.model_config !== undefined;
   if (isLayers) return { model: await tf.loadLayersModel(handler), kind: 'layers' };
-  return { model: await tf.loadGraphModel(handler), kind: 'graph' };
+  return { model: runInitializer(await tf.loadGraphModel(handler)), kind: 'graph' };
 }
 
-/** Op types of a graph model's topology (main graph and functions). */
+/**
+ * Run a graph model's initializer now, outside any tf.tidy (weights computed at load, e.g.
+ * `--restore-at-load` uint8 kernels): TF.js runs it inside the first execute, and a tidy around
+ * that call would dispose what it computed.
+ */
+export function runInitializer(model) {
+  if (model.resourceIdToCapturedInput == null && typeof model.executeInitializerGraph === 'function'
+      && model.artifacts && model.artifacts.initializerSignature) {
+    model.setResourceIdToCapturedInput(model.executeInitializerGraph());
+  }
+  return model;
+}
+
+/**
+ * The inputs a caller feeds: a graph model's inputs less those TF.js fills itself from the
+ * initializer graph (signature inputs with a resourceId, e.g. per-channel uint8 kernels).
+ */
+export function userInputs(model) {
+  const sig = (model.modelSignature && model.modelSignature.inputs) || {};
+  const captured = new Set(Object.values(sig).filter((s) => s.resourceId != null).map((s) => s.name.split(':')[0]));
+  return model.inputs.filter((i) => !captured.has(i.name));
+}
+
+/** Op types of a graph model's topology (main graph, functions, and the initializer run once at load). */
 export function graphOps(artifacts) {
   const ops = new Set();
   const topo = artifacts.modelTopology;
   for (const n of topo.node || []) ops.add(n.op);
+  for (const n of (artifacts.modelInitializer && artifacts.modelInitializer.node) || []) ops.add(n.op);
   for (const f of (topo.library && topo.library.function) || []) {
     for (const n of f.nodeDef || []) ops.add(n.op);
   }

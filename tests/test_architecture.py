@@ -22,7 +22,7 @@ LAYERS = [
     (0, ["converter.model", "converter.errors", "converter.layout", "converter.atomic", "converter.logs", "converter.report",
          "converter.cache", "converter.passes"]),
     (1, ["converter.sources", "converter.graph", "converter.graph_ops", "converter.runtimes", "converter.images",
-         "converter.samples", "converter.calibration", "converter.description"]),
+         "converter.samples", "converter.calibration", "converter.description", "converter.tfjs_initializer"]),
     (2, ["converter.export", "converter.verify"]),
     (3, ["retrain", "converter.pipeline", "converter.api"]),
     (4, ["transferjs"]),

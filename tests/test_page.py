@@ -208,3 +208,32 @@ def test_teach_a_new_class_in_the_page_then_predict_the_downloaded_bundle(retrai
     assert report["parity"]["tensorflow"]["ok"] and report["parity"]["tfjs"]["ok"], report["parity"]
     proc = run_cli("verify", tmp_path / "imported")
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_page_runs_a_uint8_bundle_whose_kernels_are_restored_at_load(images, tmp_path):
+    """``--restore-at-load``: the page's tf.loadGraphModel runs the initializer graph; images after the first
+    still classify (a first run inside tf.tidy would have disposed the kernels)."""
+    import dataclasses
+
+    from converter import ConvertOptions, convert
+    from converter.api import export
+    from converter.export.tfjs import ExportOptions
+    from tests.test_bundle import _wide_channel_net
+    from transferjs.demo import PREPROCESSING
+
+    net, example = _wide_channel_net()  # a 32 -> 64 kernel: 8-bit, restored at load
+    options = ConvertOptions(preprocessing=dataclasses.replace(PREPROCESSING, size=(32, 32)))
+    model = convert(net, tmp_path / "conv", options, example_inputs=example).model
+    bundle = tmp_path / "u8"
+    export(model.directory, bundle, ExportOptions(quantize="uint8", restore_at_load=True))
+    assert json.loads((bundle / "model.json").read_text())["modelInitializer"]["node"]
+    picked = [images["files"]["red"][0], images["files"]["blue"][1], images["files"][NEW_CLASS][0]]
+    expected = predict_with_node(bundle, picked, top=5)
+    with served(bundle) as url:
+        page = drive_page({"url": url, "steps": [{"do": "drop", "files": [str(f) for f in picked]}]}, tmp_path)
+    results = page["results"][0]
+    assert [r["name"] for r in results] == [f.name for f in picked], results
+    for got, want in zip(results, expected):
+        assert [t["index"] for t in got["top"]] == [t["index"] for t in want["top"]], (got, want)
+        assert np.allclose([t["probability"] for t in got["top"]], [t["probability"] for t in want["top"]], atol=1e-3)
+    assert not page["pageErrors"], page["pageErrors"]

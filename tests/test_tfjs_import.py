@@ -167,11 +167,14 @@ def transferjs_bundles(tmp_path_factory):
     first = convert(root / "small.h5", root / "converted", ConvertOptions(samples=2))
     for mode in ("uint8", "uint8-per-tensor"):
         export(root / "converted", root / mode, ExportOptions(quantize=mode))
+    # Kernels restored once at load: the model.json initializer graph feeds the main graph.
+    export(root / "converted", root / "uint8-at-load", ExportOptions(quantize="uint8", restore_at_load=True))
     return {"float32": first.bundle, "uint8": root / "uint8", "uint8-per-tensor": root / "uint8-per-tensor",
+            "uint8-at-load": root / "uint8-at-load",
             "layers": first.bundle / "layers", "root": root}
 
 
-@pytest.mark.parametrize("bundle", ["float32", "uint8", "uint8-per-tensor", "layers"])
+@pytest.mark.parametrize("bundle", ["float32", "uint8", "uint8-per-tensor", "uint8-at-load", "layers"])
 def test_a_transferjs_bundle_imports_back_with_parity(transferjs_bundles, bundle, tmp_path):
     folder = transferjs_bundles[bundle]
     result = _import(folder, tmp_path / "back")  # the folder: its model.json is found by content

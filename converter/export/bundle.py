@@ -25,6 +25,7 @@ from pathlib import Path
 
 
 from converter.calibration import calibration_inputs
+from converter.tfjs_initializer import captured_inputs
 from converter.export.tfjs import bundle_size, saved_model_to_graph_model
 from converter.export.per_channel import ROUNDING_KEY
 from converter.export.weights import weight_dtypes, weight_storage
@@ -109,12 +110,16 @@ def _quantization(quantize: str | None, bundle_dir) -> dict | str | None:
     if not (quantize and bundle_dir):
         return quantize
     tensors = weight_storage(bundle_dir)
-    rounding = json.loads((Path(bundle_dir) / "model.json").read_text()).get("userDefinedMetadata", {}).get(ROUNDING_KEY)
+    model = json.loads((Path(bundle_dir) / "model.json").read_text())
+    rounding = model.get("userDefinedMetadata", {}).get(ROUNDING_KEY)
     weights = {**weight_dtypes(bundle_dir)}
     per_channel = sum(v.endswith("per output channel") for v in tensors.values())
+    extra = {"rounding": rounding} if rounding else {}
     if per_channel:
         weights["uint8 per output channel"] = per_channel
-    return {"mode": quantize, "weights": weights, "tensors": tensors, **({"rounding": rounding} if rounding else {})}
+        # Where the channel scales are applied: a Mul per kernel per run, or once (model.json's initializer).
+        extra["scales_restored"] = "once, at the first run (initializer graph)" if captured_inputs(model) else "in the graph, every run"
+    return {"mode": quantize, "weights": weights, "tensors": tensors, **extra}
 
 
 def _spatial(t) -> list | None:

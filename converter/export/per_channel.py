@@ -32,6 +32,7 @@ import numpy as np
 from converter.export.calibrated_rounding import calibrated_codes
 from converter.export.layer_inputs import sequential_kernel_inputs
 from converter.export.weights import weights_manifest
+from converter.tfjs_initializer import computed_at_load
 
 PER_CHANNEL_SUFFIX = "/per_channel"
 # model.json ``userDefinedMetadata`` key (TF.js keeps it as ``model.metadata``): how each kernel was rounded.
@@ -187,12 +188,13 @@ def spatial_sizes(nodes: list[dict], specs: dict, raw: dict) -> dict[str, int]:
     return {n["name"]: hw(n["name"])[0] * hw(n["name"])[1] for n in nodes if hw(n["name"])}
 
 
-def _plan(nodes: list[dict], entries: list) -> dict[str, tuple[np.ndarray, dict | None, str | None]]:
+def _plan(nodes: list[dict], entries: list, at_load: bool = False) -> dict[str, tuple[np.ndarray, dict | None, str | None]]:
     """``{kernel: (scale, node whose output is rescaled or None, its bias or None)}`` for kernels worth 8 bits.
 
     The scale is restored where that costs fewer multiplications per image: on the kernel
     (its size) or on the node's output (positions x channels; twice that when the node's
-    activation has to move after the rescale). Unknown output size: on the kernel.
+    activation has to move after the rescale). Unknown output size, or ``at_load`` (the
+    kernel's restore runs once, not per image): on the kernel.
     """
     specs = {w["name"]: w for w, _ in entries}
     raw = {w["name"]: r for w, r in entries}
@@ -212,7 +214,7 @@ def _plan(nodes: list[dict], entries: list) -> dict[str, tuple[np.ndarray, dict 
         bias = _linear_bias(consumer, specs, uses) if fused and fused[0] == "BiasAdd" else None
         movable = fused == [] or (bias is not None and (len(fused) == 1 or _movable_activation(consumer, specs, uses)))
         out_cost = positions.get(consumer["name"], 0) * s.size * (2 if fused and len(fused) > 1 else 1) if consumer else 0
-        if movable and 0 < out_cost < size:
+        if movable and 0 < out_cost < size and not at_load:
             plan[name] = (s, consumer, bias)
         else:
             plan[name] = (s, None, None)
@@ -242,7 +244,8 @@ def _restore_scales(nodes: list[dict], plan: dict) -> list[dict]:
     return added
 
 
-def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibration: dict | None = None) -> dict[str, int]:
+def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibration: dict | None = None,
+                         at_load: bool = False) -> dict[str, int]:
     """Rewrite a float32 TF.js graph model's weights: kernels per-channel uint8, the rest float16.
 
     Args:
@@ -251,6 +254,8 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibrat
         calibration: ``{signature input: batch}`` of calibration inputs; then each kernel is
             rounded by its layer's output error (``calibrated_rounding``, GPTQ) and its bias
             corrected; ``None``: nearest rounding.
+        at_load: restore every kernel once, when the model first runs (``tfjs_initializer``),
+            instead of one ``Mul`` per kernel per run: the main graph is the float32 graph.
 
     Returns:
         ``{"per_channel_uint8": kernels, "scale_on_output": of those, rescaled on the node's
@@ -262,7 +267,7 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibrat
     model = json.loads(model_json.read_text())
     nodes = model["modelTopology"]["node"]
     entries = _raw_weights(bundle_dir)
-    plan = _plan(nodes, entries)
+    plan = _plan(nodes, entries, at_load)
     rounded, shifts, errors = _calibrated(model, entries, plan, calibration) if calibration else ({}, {}, {})
     sizes = {name: int(np.prod(w["shape"])) for w, _ in entries for name in [w["name"]] if name in plan}
     for name in most_sensitive(errors, sizes, int(FLOAT16_BUDGET * sum(sizes.values()))):
@@ -289,6 +294,9 @@ def quantize_per_channel(bundle_dir, shard_size: int = 4 * 1024 * 1024, calibrat
         counts["float16"] += entry[0] is not spec and not spec["name"].endswith(SCALE_SUFFIX)
         new_entries.append(entry)
     model["modelTopology"]["node"] = nodes + _restore_scales(nodes, plan)
+    if at_load:
+        shapes = {w["name"] + PER_CHANNEL_SUFFIX: w["shape"] for w, _ in entries if w["name"] in plan}
+        computed_at_load(model, list(shapes), shapes)
     model.setdefault("userDefinedMetadata", {})[ROUNDING_KEY] = {
         **{name: "calibrated (GPTQ + bias correction)" if name in rounded else "nearest" for name in plan},
         **{name: "float16: most sensitive by calibration output error" for name in sizes if name not in plan}}

@@ -39,6 +39,10 @@ class ExportOptions:
         calibrate: ``"uint8"`` only: round each kernel by its layer's output error on the
             calibration photos (GPTQ, ``calibrated_rounding``) and correct its bias, where the
             model's image preprocessing is known; ``False``: nearest rounding.
+        restore_at_load: ``"uint8"`` only: the per-channel kernels are restored once, when the
+            model first runs (the model.json initializer graph), not by one ``Mul`` per kernel per
+            run; the graph that runs is then the float32 one. Its first run must not be inside
+            ``tf.tidy`` (``converter.tfjs_initializer``).
     """
 
     quantize: str | None = None
@@ -47,10 +51,13 @@ class ExportOptions:
     signature: str = "serving_default"
     disabled_passes: tuple = ()
     calibrate: bool = True
+    restore_at_load: bool = False
 
     def __post_init__(self):
         if self.quantize not in (None, *QUANTIZE_MODES):
             raise InputError(f"Expected --quantize one of {', '.join(QUANTIZE_MODES)}. Received: '{self.quantize}'")
+        if self.restore_at_load and self.quantize != "uint8":
+            raise InputError(f"--restore-at-load applies to --quantize uint8 only. Received: --quantize {self.quantize or 'none'}")
 
 
 def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions = ExportOptions(),
@@ -87,7 +94,7 @@ def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions 
     applied = apply_passes(model_json, options.disabled_passes)
     if per_channel:
         applied.update({f"quantize_per_channel:{k}": v for k, v in quantize_per_channel(
-            out_dir, options.shard_size, calibration if options.calibrate else None).items()})
+            out_dir, options.shard_size, calibration if options.calibrate else None, options.restore_at_load).items()})
     check_runtime_support(model_json)
     return applied
 

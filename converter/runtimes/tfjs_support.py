@@ -84,9 +84,11 @@ def converter_ops() -> set[str]:
 
 
 def graph_nodes(model: dict):
-    """Every node of a model.json topology: the main graph and the function library's bodies."""
+    """Every node of a model.json topology: the main graph, the function library's bodies and the
+    initializer graph (run once at load)."""
     topology = model["modelTopology"]
     yield from topology.get("node", [])
+    yield from (model.get("modelInitializer") or {}).get("node", [])
     for fn in topology.get("library", {}).get("function", []):
         yield from fn.get("nodeDef", [])
 

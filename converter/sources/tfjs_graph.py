@@ -19,6 +19,7 @@ from converter.errors import InputError, UnsupportedOpsError
 from converter.model import TensorSpec
 from converter.sources.tfjs_files import TfjsFiles
 from converter.sources.tfjs_fused_ops import split_fused_ops
+from converter.tfjs_initializer import inline_initializer
 
 _NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "Assert"}
 # tensorflowjs lowers while loops and conds to these TF1 frame ops; TensorFlow 2 cannot freeze a
@@ -76,13 +77,13 @@ def _signature(data: dict) -> dict:
     return data.get("signature") or (data.get("userDefinedMetadata") or {}).get("signature") or {}
 
 
-def _io(files: TfjsFiles, graph_def) -> tuple[list, dict, list, list, dict]:
+def _io(files: TfjsFiles, data: dict, graph_def) -> tuple[list, dict, list, list, dict]:
     """Inputs, their Placeholder nodes, output tensors, their source names and shapes.
 
     Names are what TF.js calls them: the signature block's keys (``":0"`` dropped), else the
     Placeholders and the nodes nothing consumes.
     """
-    sig = _signature(files.json)
+    sig = _signature(data)
     nodes = {n.name: n for n in graph_def.node}
     if sig.get("inputs"):
         inputs = [(output_name(key), spec.get("name", key).split(":")[0], _dims(spec.get("tensorShape")),
@@ -177,12 +178,12 @@ def check_ops(files: TfjsFiles, graph_def) -> None:
         raise UnsupportedOpsError(f"transferjs' TF.js graph import (TF1 control flow in '{files.path}'; loops and conds are not supported yet)", frames)
 
 
-def _parse_topology(files: TfjsFiles):
+def _parse_topology(files: TfjsFiles, data: dict):
     from google.protobuf import json_format
     from tensorflow.core.framework import graph_pb2
 
     try:
-        return json_format.ParseDict(files.json["modelTopology"], graph_pb2.GraphDef(), ignore_unknown_fields=True)
+        return json_format.ParseDict(data["modelTopology"], graph_pb2.GraphDef(), ignore_unknown_fields=True)
     except json_format.ParseError as e:
         raise InputError(f"'{files.path}': modelTopology is not a TensorFlow GraphDef ({str(e)[:300]})") from None
 
@@ -204,11 +205,12 @@ def tfjs_graph_def(files: TfjsFiles) -> TfjsGraph:
         InputError: topology unreadable, weights not matching it, a graph TensorFlow cannot build.
         UnsupportedOpsError: ops TensorFlow does not have (exit code 2), all listed with their nodes.
     """
-    graph_def = _parse_topology(files)
+    data = inline_initializer(files.json)  # weights computed at load (per-channel uint8) become graph nodes
+    graph_def = _parse_topology(files, data)
     for n in graph_def.node:
         n.device = ""
     _fill_weights(files, graph_def)
     split = split_fused_ops(graph_def)
     check_ops(files, graph_def)
     _check_builds(files, graph_def)
-    return TfjsGraph(graph_def, *_io(files, graph_def), split)
+    return TfjsGraph(graph_def, *_io(files, data, graph_def), split)

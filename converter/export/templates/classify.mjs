@@ -60,6 +60,8 @@ async function loadClassifier() {
   const transfer = document.body.dataset.kind === 'transfer';
   const meta = await fetchJson(transfer ? 'backbone/metadata.json' : 'metadata.json');
   const graph = await tf.loadGraphModel(transfer ? 'backbone/model.json' : 'model.json');
+  // Weights computed at load (uint8 --restore-at-load): run the initializer now, outside any tf.tidy.
+  if (graph.artifacts && graph.artifacts.initializerSignature) graph.setResourceIdToCapturedInput(graph.executeInitializerGraph());
   const input = meta.inputs[0];
   const run = async (x) => {
     const feeds = { [input.name]: x };
