@@ -120,6 +120,7 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
         Each carries ``err.report``: the ``ConversionReport`` as far as the conversion got.
     """
     inputs = [src, options.sample_file] if isinstance(src, (str, os.PathLike)) else [options.sample_file]
+    inputs += list(options.export.calibration_images) if options.export else []
     check_writable(out, overwrite, inputs)
     report = ConversionReport(versions=library_versions())
     try:

@@ -39,6 +39,10 @@ class ExportOptions:
         calibrate: ``"uint8"`` only: round each kernel by its layer's output error on the
             calibration photos (GPTQ, ``calibrated_rounding``) and correct its bias, where the
             model's image preprocessing is known; ``False``: nearest rounding.
+        calibration_images: ``"uint8"`` only: image files or folders (searched recursively) to
+            calibrate on instead of the photos, e.g. the images a model was retrained on; at most
+            ``calibration.MAX_CALIBRATION_IMAGES`` of them (a seeded choice), preprocessed as the
+            model expects.
     """
 
     quantize: str | None = None
@@ -47,10 +51,16 @@ class ExportOptions:
     signature: str = "serving_default"
     disabled_passes: tuple = ()
     calibrate: bool = True
+    calibration_images: tuple = ()
 
     def __post_init__(self):
         if self.quantize not in (None, *QUANTIZE_MODES):
             raise InputError(f"Expected --quantize one of {', '.join(QUANTIZE_MODES)}. Received: '{self.quantize}'")
+        object.__setattr__(self, "calibration_images", tuple(str(p) for p in self.calibration_images))
+        if self.calibration_images and (self.quantize != "uint8" or not self.calibrate):
+            received = "calibrate=False" if self.quantize == "uint8" else f"--quantize {self.quantize or '(none: float32)'}"
+            raise InputError(f"--calibration-images calibrates the rounding of --quantize uint8 only. Received: {received} "
+                             f"with --calibration-images {' '.join(self.calibration_images)}")
 
 
 def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions = ExportOptions(),
