@@ -1,6 +1,7 @@
 """Benchmark: TF.js bundle size, top-1 agreement, probability change and wasm latency per quantization mode.
 
     .venv/bin/python bench/quantization.py [--images 300] [--rounds 3] [--repeat 20] [--mobilenet]
+                                           [--calibration-emoji 64] [--calibration-images PATH]
                                            [--json bench/results/quantization.json]
 
 EfficientNet-Lite0 (ImageNet, real weights, ``transferjs.demo``'s conversion) is exported
@@ -16,6 +17,9 @@ rounds of ``--repeat`` timed runs after a warm-up, bundle order alternating per 
 and the export time (uint8: with its GPTQ rounding on the 20 calibration photos).
 ``--mobilenet`` adds a seeded random, batch-norm-calibrated MobileNetV2 (Keras
 architecture, converted from its PyTorch mirror) on the same images.
+``--calibration-emoji N`` adds a uint8 row calibrated on N emoji PNGs disjoint from the benchmark's
+(``calibration_emoji``) instead of the 20 photo crops; ``--calibration-images PATH`` one calibrated on
+PATH (``transferjs export --calibration-images``).
 Goal (issue 16): uint8 <= 0.26 x float32 weights, top-1 agreement >= 99.5 %, latency <= 1.05 x float32.
 """
 
@@ -52,8 +56,29 @@ def real_images(n: int) -> tuple[list[np.ndarray], list[str]]:
     return images, names
 
 
-def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[dict]:
-    """Export ``model`` in every mode, run each bundle on ``x`` in TF.js wasm; one row per mode."""
+def calibration_emoji(n: int, benchmark: int) -> list[Path]:
+    """``n`` emoji PNGs none of which ``real_images(benchmark)`` uses, nor a variant of one (a skin tone
+    or gender of the same first code point): it takes every k-th file from the first; these are spread
+    evenly over the other files whose first code point no benchmark file has.
+
+    Example:
+        >>> set(calibration_emoji(64, 300)) & set(benchmark_files)
+        set()
+    """
+    folder = ROOT / "js" / "node_modules" / "emoji-datasource-google" / "img" / "google" / "64"
+    files = sorted(folder.glob("*.png"))
+    k = max(1, len(files) // benchmark)
+    taken = {f.name.split("-")[0].split(".")[0] for f in files[::k][:benchmark]}
+    others = [f for f in files if f.name.split("-")[0].split(".")[0] not in taken]
+    if len(others) < n:
+        raise ValueError(f"only {len(others)} emoji share no code point with the {benchmark} benchmark ones; asked {n}")
+    return others[:: max(1, len(others) // n)][:n]
+
+
+def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, calibrations: dict | None = None) -> list[dict]:
+    """Export ``model`` in every mode, run each bundle on ``x`` in TF.js wasm; one row per mode.
+
+    ``calibrations``: ``{row name: image paths}``, each one more uint8 row calibrated on those images."""
     from converter.export.bundle import write_tfjs_bundle
     from converter.export.tfjs import ExportOptions
     from converter.export.weights import float32_bytes, shard_bytes
@@ -64,22 +89,26 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int) -> list[d
     (inp,), (out,) = model.inputs, model.outputs
     batches = [{inp.name: x[i : i + 32]} for i in range(0, len(x), 32)]
     bundles, probs, seconds = {}, {}, {}
-    for mode in MODES:
-        bundles[mode] = tmp / f"bundle-{mode or 'float32'}"
+    options = {mode: ExportOptions(quantize=mode) for mode in MODES}
+    for name, paths in (calibrations or {}).items():
+        options[name] = ExportOptions(quantize="uint8", calibration_images=tuple(str(p) for p in paths))
+    modes = tuple(options)
+    for i, mode in enumerate(modes):
+        bundles[mode] = tmp / f"bundle-{i}"
         t0 = time.perf_counter()
-        write_tfjs_bundle(model, bundles[mode], ExportOptions(quantize=mode))
+        write_tfjs_bundle(model, bundles[mode], options[mode])
         seconds[mode] = time.perf_counter() - t0
         outs = np.concatenate([o[out.name] for o in run_bundle(bundles[mode], batches, backend="wasm").samples])
         probs[mode] = softmax(outs.astype(np.float64)) if out.meaning != "probabilities" else outs.astype(np.float64)
-    latency = {m: [] for m in MODES}
+    latency = {m: [] for m in modes}
     for r in range(rounds):
-        for mode in MODES if r % 2 == 0 else MODES[::-1]:
+        for mode in modes if r % 2 == 0 else modes[::-1]:
             latency[mode] += run_bundle(bundles[mode], [{inp.name: x[:1]}], backend="wasm", repeat=repeat).latency_ms
     ref = probs[None]
     top2 = np.sort(ref, -1)[:, -2:]
     decisive = top2[:, 1] - top2[:, 0] > decisive_margin(TOLERANCES["uint8"])
     rows = []
-    for mode in MODES:
+    for mode in modes:
         same = probs[mode].argmax(-1) == ref.argmax(-1)
         rows.append({
             "mode": mode or "float32", "weight_bytes": shard_bytes(bundles[mode]),
@@ -126,6 +155,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--mobilenet", action="store_true", help="also a random, BN-calibrated MobileNetV2")
+    p.add_argument("--calibration-emoji", type=int, default=0, metavar="N",
+                   help="also uint8 calibrated on N emoji disjoint from the benchmark's (instead of photo crops)")
+    p.add_argument("--calibration-images", metavar="PATH", help="also uint8 calibrated on these images (folder or file)")
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "quantization.json"))
     args = p.parse_args(argv)
 
@@ -137,14 +169,21 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     images, _ = real_images(args.images)
     result = {"images": len(images), "emoji": args.images, "models": {}}
+    calibrations = {}
+    if args.calibration_emoji:
+        calibrations[f"uint8, calibrated on {args.calibration_emoji} other emoji"] = calibration_emoji(args.calibration_emoji,
+                                                                                                     args.images)
+    if args.calibration_images:
+        calibrations[f"uint8, calibrated on {args.calibration_images}"] = [args.calibration_images]
     with tempfile.TemporaryDirectory() as tmp:
         model = run(Path(tmp) / "effnet")["result"].model
         x = preprocess(images, PREPROCESSING, "NHWC")
-        result["models"]["EfficientNet-Lite0"] = measure(model, x, Path(tmp), args.rounds, args.repeat)
+        result["models"]["EfficientNet-Lite0"] = measure(model, x, Path(tmp), args.rounds, args.repeat,
+                                                            calibrations)
         if args.mobilenet:
             (Path(tmp) / "mn").mkdir()  # same input: 224 x 224 in [-1, 1], MobileNetV2's range too
             result["models"]["MobileNetV2 (random, BN-calibrated)"] = measure(_mobilenet(Path(tmp)), x, Path(tmp) / "mn",
-                                                                               args.rounds, args.repeat)
+                                                                               args.rounds, args.repeat, calibrations)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     for name, rows in result["models"].items():
         print(table(f"{name}, {len(images)} real images ({args.images} emoji PNGs + 5 photos), TF.js wasm", rows) + "\n")
