@@ -75,10 +75,12 @@ def calibration_emoji(n: int, benchmark: int) -> list[Path]:
     return others[:: max(1, len(others) // n)][:n]
 
 
-def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, calibrations: dict | None = None) -> list[dict]:
+def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, calibrations: dict | None = None,
+            names: list[str] | None = None) -> list[dict]:
     """Export ``model`` in every mode, run each bundle on ``x`` in TF.js wasm; one row per mode.
 
-    ``calibrations``: ``{row name: image paths}``, each one more uint8 row calibrated on those images."""
+    ``calibrations``: ``{row name: image paths}``, each one more uint8 row calibrated on those images;
+    ``names``: the images' names, to list the ones whose top-1 flips (in the JSON rows)."""
     from converter.export.bundle import write_tfjs_bundle
     from converter.export.tfjs import ExportOptions
     from converter.export.weights import float32_bytes, shard_bytes
@@ -115,6 +117,8 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, calibrati
             "ratio": shard_bytes(bundles[mode]) / float32_bytes(bundles[mode]),
             "top1_agreement": float(np.mean(same)), "top1_agreement_decisive": float(np.mean(same[decisive])) if decisive.any() else None,
             "decisive": int(decisive.sum()), "max_prob_diff": float(np.abs(probs[mode] - ref).max()),
+            "mean_prob_diff": float(np.abs(probs[mode] - ref).mean()),
+            "flipped": [names[i] for i in np.flatnonzero(~same)] if names else int((~same).sum()),
             "latency_ms_median": float(np.median(latency[mode])), "latency_ms_min": float(np.min(latency[mode])),
             "latency_runs": len(latency[mode]), "export_s": round(seconds[mode], 1),
         })
@@ -167,7 +171,7 @@ def main(argv=None) -> int:
 
     configure()
     t0 = time.perf_counter()
-    images, _ = real_images(args.images)
+    images, names = real_images(args.images)
     result = {"images": len(images), "emoji": args.images, "models": {}}
     calibrations = {}
     if args.calibration_emoji:
@@ -179,11 +183,11 @@ def main(argv=None) -> int:
         model = run(Path(tmp) / "effnet")["result"].model
         x = preprocess(images, PREPROCESSING, "NHWC")
         result["models"]["EfficientNet-Lite0"] = measure(model, x, Path(tmp), args.rounds, args.repeat,
-                                                            calibrations)
+                                                            calibrations, names)
         if args.mobilenet:
             (Path(tmp) / "mn").mkdir()  # same input: 224 x 224 in [-1, 1], MobileNetV2's range too
             result["models"]["MobileNetV2 (random, BN-calibrated)"] = measure(_mobilenet(Path(tmp)), x, Path(tmp) / "mn",
-                                                                               args.rounds, args.repeat, calibrations)
+                                                                               args.rounds, args.repeat, calibrations, names)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     for name, rows in result["models"].items():
         print(table(f"{name}, {len(images)} real images ({args.images} emoji PNGs + 5 photos), TF.js wasm", rows) + "\n")
