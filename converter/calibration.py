@@ -166,8 +166,9 @@ def image_calibration_inputs(model, paths) -> tuple[dict[str, np.ndarray], dict]
     found = _image_input(model)
     if found is None:
         raise InputError(f"--calibration-images needs a model with one float image input of known size and "
-                         f"preprocessing (NHWC or NCHW, square); '{model.directory}' has inputs "
-                         f"{[(t.name, t.shape, t.layout) for t in model.inputs]}")
+                         f"preprocessing (NHWC or NCHW, square; convert it with --image-size/--mean/--std); "
+                         f"'{model.source.get('path') or model.directory}' has inputs "
+                         f"{[(t.name, t.shape, t.layout) for t in model.inputs]} and preprocessing {model.preprocessing}")
     spec, size = found
     files = find_calibration_images(paths)
     chosen = choose_calibration_images(files)
