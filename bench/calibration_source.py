@@ -1,17 +1,18 @@
 """Benchmark: what ``--quantize uint8`` should calibrate a retrained classifier on (issue 16).
 
-    .venv/bin/python bench/calibration_source.py CLASSIFIER DATA [--unseen 300] [--json FILE]
+    .venv/bin/python bench/calibration_source.py CLASSIFIER DATA [--unseen 300] [--seeds 0 1 2] [--json FILE]
 
 ``CLASSIFIER``: a ``transferjs retrain`` output (e.g. ``make demo``'s ``demo-out/classifier``);
 ``DATA``: the class folders it was retrained on (``demo-out/emoji-data``). The classifier is exported
 as float32 and twice as uint8: calibrated on the 20 photo crops (the default) and on its training
-images (``--calibration-images DATA``: 64 of them, seeded). Each bundle runs in TF.js (Node.js, wasm)
+images (``--calibration-images DATA``: 64 of them, one uint8 bundle per ``--seeds`` choice; the
+export's own choice is seed ``calibration.SEED``, 0). Each bundle runs in TF.js (Node.js, wasm)
 on two sets:
 
 - *unseen*: ``--unseen`` emoji PNGs of emoji-datasource-google from the categories the demo does
   not train on (People & Body, Smileys & Emotion, Symbols, Flags): images the classifier never
   trained on, and neither calibration saw;
-- *training, not calibrated on*: up to ``--unseen`` of DATA's images, none of the 64 calibration images.
+- *training, not calibrated on*: up to ``--unseen`` of DATA's images, none of any seed's 64 calibration images.
 
 Reported per calibration: top-1 agreement with the float32 bundle (all / decisive: float32's
 top-1/top-2 margin above the uint8 rule's ``decisive_margin``), max and mean probability change,
@@ -45,13 +46,24 @@ def unseen_emoji(n: int) -> list[Path]:
     return files[:: max(1, len(files) // n)][:n]
 
 
-def not_calibrated_on(data: Path, n: int) -> list[Path]:
-    """Up to ``n`` of ``data``'s images (every k-th) that ``--calibration-images data`` does not choose."""
-    from converter.calibration import choose_calibration_images, find_calibration_images
+def chosen(files: list[Path], seed: int) -> list[Path]:
+    """``calibration.choose_calibration_images`` with another seed (the module's ``SEED`` swapped for the call)."""
+    import converter.calibration as calibration
+
+    kept, calibration.SEED = calibration.SEED, seed
+    try:
+        return calibration.choose_calibration_images(files)
+    finally:
+        calibration.SEED = kept
+
+
+def not_calibrated_on(data: Path, n: int, seeds) -> list[Path]:
+    """Up to ``n`` of ``data``'s images (every k-th) that no seed's choice of calibration images holds."""
+    from converter.calibration import find_calibration_images
 
     files = find_calibration_images([data])
-    chosen = set(choose_calibration_images(files))
-    rest = [f for f in files if f not in chosen]
+    used = {f for seed in seeds for f in chosen(files, seed)}
+    rest = [f for f in files if f not in used]
     return rest[:: max(1, len(rest) // n)][:n]
 
 
@@ -82,10 +94,12 @@ def main(argv=None) -> int:
     p.add_argument("classifier", type=Path)
     p.add_argument("data", type=Path)
     p.add_argument("--unseen", type=int, default=300, help="images per evaluation set")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="choices of the 64 training images (default 0)")
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "calibration_source.json"))
     args = p.parse_args(argv)
 
     from converter.api import export
+    from converter.calibration import find_calibration_images
     from converter.export.tfjs import ExportOptions
     from converter.images import load_rgb, preprocess
     from converter.model import ConvertedModel
@@ -94,9 +108,13 @@ def main(argv=None) -> int:
     configure()
     model = ConvertedModel.load(args.classifier)
     (inp,), (out,) = model.inputs, model.outputs
-    sets = {"unseen": unseen_emoji(args.unseen), "training, not calibrated on": not_calibrated_on(args.data, args.unseen)}
-    options = {"float32": ExportOptions(), "uint8, photo crops": ExportOptions(quantize="uint8"),
-               "uint8, training images": ExportOptions(quantize="uint8", calibration_images=(str(args.data),))}
+    sets = {"unseen": unseen_emoji(args.unseen),
+            "training, not calibrated on": not_calibrated_on(args.data, args.unseen, args.seeds)}
+    options = {"float32": ExportOptions(), "uint8, photo crops": ExportOptions(quantize="uint8")}
+    for seed in args.seeds:  # the 64 images of that seed, given as files (the export keeps all 64)
+        files = tuple(str(f) for f in chosen(find_calibration_images([args.data]), seed))
+        options["uint8, training images" + (f" (seed {seed})" if seed else "")] = ExportOptions(
+            quantize="uint8", calibration_images=files)
     result = {"classifier": str(args.classifier), "data": str(args.data), "export_s": {}, "sets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         bundles = {}
