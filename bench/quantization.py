@@ -1,6 +1,7 @@
 """Benchmark: TF.js bundle size, top-1 agreement, probability change and wasm latency per quantization mode.
 
     .venv/bin/python bench/quantization.py [--images 300] [--rounds 3] [--repeat 20] [--mobilenet]
+                                           [--calibration-emoji 64] [--calibration-images PATH]
                                            [--json bench/results/quantization.json]
 
 EfficientNet-Lite0 (ImageNet, real weights, ``transferjs.demo``'s conversion) is exported
@@ -17,6 +18,9 @@ rounds of ``--repeat`` timed runs after a warm-up, bundle order alternating per 
 and the export time (uint8: with its GPTQ rounding on the 20 calibration photos).
 ``--mobilenet`` adds a seeded random, batch-norm-calibrated MobileNetV2 (Keras
 architecture, converted from its PyTorch mirror) on the same images.
+``--calibration-emoji N`` adds a uint8 row calibrated on N emoji PNGs disjoint from the benchmark's
+(``calibration_emoji``) instead of the 20 photo crops; ``--calibration-images PATH`` one calibrated on
+PATH (``transferjs export --calibration-images``).
 Goal (issue 16): uint8 <= 0.26 x float32 weights, top-1 agreement >= 99.5 %, latency <= 1.05 x float32.
 """
 
@@ -60,9 +64,33 @@ def real_images(n: int) -> tuple[list[np.ndarray], list[str]]:
     return images, names
 
 
-def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, modes=MODES) -> list[dict]:
-    """Export ``model`` in each of ``modes`` (float32 first), run each bundle on ``x`` in TF.js wasm; one row per mode."""
+def calibration_emoji(n: int, benchmark: int) -> list[Path]:
+    """``n`` emoji PNGs none of which ``real_images(benchmark)`` uses, nor a variant of one (a skin tone
+    or gender of the same first code point): it takes every k-th file from the first; these are spread
+    evenly over the other files whose first code point no benchmark file has.
+
+    Example:
+        >>> set(calibration_emoji(64, 300)) & set(benchmark_files)
+        set()
+    """
+    folder = ROOT / "js" / "node_modules" / "emoji-datasource-google" / "img" / "google" / "64"
+    files = sorted(folder.glob("*.png"))
+    k = max(1, len(files) // benchmark)
+    taken = {f.name.split("-")[0].split(".")[0] for f in files[::k][:benchmark]}
+    others = [f for f in files if f.name.split("-")[0].split(".")[0] not in taken]
+    if len(others) < n:
+        raise ValueError(f"only {len(others)} emoji share no code point with the {benchmark} benchmark ones; asked {n}")
+    return others[:: max(1, len(others) // n)][:n]
+
+
+def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, calibrations: dict | None = None,
+            names: list[str] | None = None, modes=MODES) -> list[dict]:
+    """Export ``model`` in each of ``modes`` (float32 first), run each bundle on ``x`` in TF.js wasm; one row per mode.
+
+    ``calibrations``: ``{row name: image paths}``, each one more uint8 row calibrated on those images;
+    ``names``: the images' names, to list the ones whose top-1 flips (in the JSON rows)."""
     from converter.export.bundle import write_tfjs_bundle
+    from converter.export.tfjs import ExportOptions
     from converter.export.weights import float32_bytes, shard_bytes
     from converter.runtimes.tfjs_node import run_bundle
     from converter.verify.compare import softmax
@@ -71,10 +99,14 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, modes=MOD
     (inp,), (out,) = model.inputs, model.outputs
     batches = [{inp.name: x[i : i + 32]} for i in range(0, len(x), 32)]
     bundles, probs, seconds = {}, {}, {}
-    for mode in modes:
-        bundles[mode] = tmp / f"bundle-{mode or 'float32'}"
+    options = {mode: export_options(mode) for mode in modes}
+    for name, paths in (calibrations or {}).items():
+        options[name] = ExportOptions(quantize="uint8", calibration_images=tuple(str(p) for p in paths))
+    modes = tuple(options)
+    for i, mode in enumerate(modes):
+        bundles[mode] = tmp / f"bundle-{i}"
         t0 = time.perf_counter()
-        write_tfjs_bundle(model, bundles[mode], export_options(mode))
+        write_tfjs_bundle(model, bundles[mode], options[mode])
         seconds[mode] = time.perf_counter() - t0
         outs = np.concatenate([o[out.name] for o in run_bundle(bundles[mode], batches, backend="wasm").samples])
         probs[mode] = softmax(outs.astype(np.float64)) if out.meaning != "probabilities" else outs.astype(np.float64)
@@ -93,6 +125,8 @@ def measure(model, x: np.ndarray, tmp: Path, rounds: int, repeat: int, modes=MOD
             "ratio": shard_bytes(bundles[mode]) / float32_bytes(bundles[mode]),
             "top1_agreement": float(np.mean(same)), "top1_agreement_decisive": float(np.mean(same[decisive])) if decisive.any() else None,
             "decisive": int(decisive.sum()), "max_prob_diff": float(np.abs(probs[mode] - ref).max()),
+            "mean_prob_diff": float(np.abs(probs[mode] - ref).mean()),
+            "flipped": [names[i] for i in np.flatnonzero(~same)] if names else int((~same).sum()),
             "latency_ms_median": float(np.median(latency[mode])), "latency_ms_min": float(np.min(latency[mode])),
             "latency_runs": len(latency[mode]), "export_s": round(seconds[mode], 1),
         })
@@ -133,6 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--mobilenet", action="store_true", help="also a random, BN-calibrated MobileNetV2")
+    p.add_argument("--calibration-emoji", type=int, default=0, metavar="N",
+                   help="also uint8 calibrated on N emoji disjoint from the benchmark's (instead of photo crops)")
+    p.add_argument("--calibration-images", metavar="PATH", help="also uint8 calibrated on these images (folder or file)")
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "quantization.json"))
     p.add_argument("--modes", default=",".join(m or "float32" for m in MODES),
                    help="comma-separated rows (float32 always first), e.g. float32,uint8,uint8-at-load")
@@ -145,16 +182,23 @@ def main(argv=None) -> int:
 
     configure()
     t0 = time.perf_counter()
-    images, _ = real_images(args.images)
+    images, names = real_images(args.images)
     result = {"images": len(images), "emoji": args.images, "models": {}}
+    calibrations = {}
+    if args.calibration_emoji:
+        calibrations[f"uint8, calibrated on {args.calibration_emoji} other emoji"] = calibration_emoji(args.calibration_emoji,
+                                                                                                     args.images)
+    if args.calibration_images:
+        calibrations[f"uint8, calibrated on {args.calibration_images}"] = [args.calibration_images]
     with tempfile.TemporaryDirectory() as tmp:
         model = run(Path(tmp) / "effnet")["result"].model
         x = preprocess(images, PREPROCESSING, "NHWC")
-        result["models"]["EfficientNet-Lite0"] = measure(model, x, Path(tmp), args.rounds, args.repeat, modes)
+        result["models"]["EfficientNet-Lite0"] = measure(model, x, Path(tmp), args.rounds, args.repeat,
+                                                            calibrations, names, modes)
         if args.mobilenet:
             (Path(tmp) / "mn").mkdir()  # same input: 224 x 224 in [-1, 1], MobileNetV2's range too
             result["models"]["MobileNetV2 (random, BN-calibrated)"] = measure(_mobilenet(Path(tmp)), x, Path(tmp) / "mn",
-                                                                               args.rounds, args.repeat, modes)
+                                                                               args.rounds, args.repeat, calibrations, names, modes)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     for name, rows in result["models"].items():
         print(table(f"{name}, {len(images)} real images ({args.images} emoji PNGs + 5 photos), TF.js wasm", rows) + "\n")

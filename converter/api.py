@@ -66,7 +66,7 @@ def export(model_dir, bundle_dir, options: ExportOptions | None = None, overwrit
         ParityError: TF.js differs from TensorFlow beyond the rule of the weight mode (nothing written).
     """
     options = options or ExportOptions()
-    inputs = (model_dir, sample_file)
+    inputs = (model_dir, sample_file, *options.calibration_images)
     check_writable(bundle_dir, overwrite, inputs)
     model = ConvertedModel.load(model_dir)
     with tempfile.TemporaryDirectory(prefix="transferjs-export-") as scratch, \

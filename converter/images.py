@@ -22,6 +22,8 @@ import numpy as np
 
 from converter.errors import InputError
 
+# Image files by name: what retrain reads from class folders and export calibrates on.
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
 # The largest image decoded (width x height), checked from the header before decoding, here and in the
 # bundle's decode.mjs: 64 megapixels (8192 x 8192) take ~0.8 GB as float32 RGB. A "decompression bomb" (a small

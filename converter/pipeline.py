@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converter.atomic import atomic_output_dir, check_writable
+from converter.calibration import find_calibration_images
 from converter.description import describe
 from converter.errors import ConversionError, InputError, ParityError, TransferJSError, UnsupportedOpsError
 from converter.export.bundle import write_tfjs_bundle
@@ -120,7 +121,10 @@ def convert(src, out, options: ConvertOptions = ConvertOptions(), overwrite: boo
         Each carries ``err.report``: the ``ConversionReport`` as far as the conversion got.
     """
     inputs = [src, options.sample_file] if isinstance(src, (str, os.PathLike)) else [options.sample_file]
+    inputs += list(options.export.calibration_images) if options.export else []
     check_writable(out, overwrite, inputs)
+    if options.export and options.export.calibration_images:
+        find_calibration_images(options.export.calibration_images)  # a bad path fails now, not after the conversion
     report = ConversionReport(versions=library_versions())
     try:
         with report.stage("load_source"):

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import InputError
-from converter.images import open_image
+from converter.images import IMAGE_EXTENSIONS, open_image
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 SPLIT_FOLDERS = ("train", "val", "test")
 
 

@@ -285,6 +285,84 @@ def test_quantized_parity_fails_on_a_broken_per_channel_bundle(wide_channels, tm
     assert "softmax of the logits: max change" in report.failure_message()
 
 
+@pytest.fixture(scope="module")
+def wide_channels_preprocessed(tmp_path_factory):
+    """The wide-channel net with its image preprocessing known (so uint8 has something to calibrate on),
+    and a folder of real images (emoji PNGs in class sub-folders) to calibrate it on."""
+    from converter import convert
+    from converter.model import Preprocessing
+    from converter.pipeline import ConvertOptions
+    from tests.conftest import ROOT
+
+    root = tmp_path_factory.mktemp("wide-pre")
+    net, example = _wide_channel_net()
+    options = ConvertOptions(preprocessing=Preprocessing(size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3))
+    model = convert(net, root / "conv", options, example_inputs=example).model
+    emoji = sorted((ROOT / "js" / "node_modules" / "emoji-datasource-google" / "img" / "google" / "64").glob("*.png"))
+    for i, f in enumerate(emoji[::200][:12]):
+        (root / "images" / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, root / "images" / f"class{i % 2}" / f.name)
+    return model, root / "images"
+
+
+def _uint8_codes(bundle) -> dict[str, bytes]:
+    from converter.export.per_channel import _raw_weights
+
+    return {w["name"]: raw for w, raw in _raw_weights(bundle) if w.get("quantization", {}).get("dtype") == "uint8"}
+
+
+def test_quantize_uint8_calibrates_on_the_users_images_and_plain_tfjs_loads_it(wide_channels_preprocessed, tmp_path):
+    from converter.api import export
+    from converter.export.tfjs import ExportOptions
+    from converter.runtimes.tensorflow import run_saved_model
+    from converter.runtimes.tfjs_node import run_bundle
+    from converter.verify.compare import softmax
+
+    model, images = wide_channels_preprocessed
+    photos = export(model.directory, tmp_path / "photos", ExportOptions(quantize="uint8"))
+    # The quantized-parity check (top-1 on decisive rows, bounded probability change) runs and passes.
+    user = export(model.directory, tmp_path / "user", ExportOptions(quantize="uint8", calibration_images=(str(images),)))
+    assert photos.parity.ok and user.parity.ok, user.parity.failure_message()
+    record = {n: json.loads((tmp_path / n / "metadata.json").read_text())["quantization"] for n in ("photos", "user")}
+    assert record["photos"]["calibration"]["source"].startswith("photo crops") and record["photos"]["calibration"]["images"] == 20
+    assert record["user"]["calibration"] == {"source": "user images", "images": 12, "found": 12, "paths": [str(images)],
+                                             "choice": "seeded (0), at most 64"}, record["user"]
+    assert set(record["user"]["rounding"].values()) == {"calibrated (GPTQ + bias correction)"}
+    # What calibrates changes the rounding: the same kernel, other 8-bit codes.
+    codes = {n: _uint8_codes(tmp_path / n) for n in ("photos", "user")}
+    assert codes["photos"].keys() == codes["user"].keys() and len(codes["user"]) == 1
+    assert all(codes["photos"][k] != codes["user"][k] for k in codes["user"]), "calibrating on other images changed nothing"
+    # Plain tf.loadGraphModel in Node.js (wasm) on the calibration images' own kind of input.
+    (inp,), (out,) = model.inputs, model.outputs
+    x = _images(16)
+    ref = softmax(run_saved_model(model.saved_model, [{inp.name: x}])[0][out.name].astype(np.float64))
+    got = softmax(run_bundle(tmp_path / "user", [{inp.name: x}], backend="wasm").samples[0][out.name].astype(np.float64))
+    assert np.mean(got.argmax(-1) == ref.argmax(-1)) >= 0.9 and np.abs(got - ref).max() < 0.15
+
+
+def test_quantize_uint8_calibration_images_bad_input_names_it_exits_2_and_writes_nothing(wide_channels_preprocessed, tmp_path):
+    model, images = wide_channels_preprocessed
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no images here")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    cases = [
+        (["--quantize", "uint8", "--calibration-images", tmp_path / "missing"], [str(tmp_path / "missing"), "does not exist"]),
+        (["--quantize", "uint8", "--calibration-images", empty], [str(empty), "holds no image"]),
+        (["--quantize", "uint8", "--calibration-images", images, "--calibration-images", broken],
+         [f"Cannot read image '{broken}'"]),
+        (["--quantize", "float16", "--calibration-images", images], ["--calibration-images", "--quantize uint8 only",
+                                                                     "--quantize float16"]),
+    ]
+    for i, (args, needles) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        proc = run_cli("export", model.directory, "-o", out, *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.returncode, proc.stderr)
+        assert all(n in proc.stderr for n in needles), (needles, proc.stderr)
+        assert not out.exists() and not list(tmp_path.glob(f".out{i}*")), f"something written for {args}"
+
+
 _TIDY_TWICE = """
 import {{ tf, initBackend, loadBundle }} from '{runtime}';
 await initBackend('wasm');

@@ -26,4 +26,8 @@ def test_demo_runs_the_main_job(tmp_path):
     assert report["fine_tune"]["layers"] == 16 and "fine-tuned (16 layers)" in out
     assert (tmp_path / "classifier" / "tfjs-transfer" / "head" / "model.json").is_file()
     assert (tmp_path / "classifier-uint8" / "model.json").is_file()
+    # uint8 calibrated on the retrain images (64 of the 120), not the photo crops.
+    calibration = json.loads((tmp_path / "classifier-uint8" / "metadata.json").read_text())["quantization"]["calibration"]
+    assert calibration["source"] == "user images" and calibration["images"] == 64 and calibration["found"] == 120
+    assert "calibrated on 64 training images" in out
     assert out.count(" true ") >= 5  # held-out images predicted by the bundle in Node.js

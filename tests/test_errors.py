@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 def _assert_clean_failure(proc, code: int, *needles: str):
@@ -170,3 +172,21 @@ def test_a_pass_that_breaks_on_an_odd_graph_is_named_not_a_traceback(tmp_path):
     assert err.value.stage == "passes"
     assert str(err.value).startswith("The TF.js pass ") and " failed: KeyError" in str(err.value), str(err.value)
     assert model_json.read_text() == text
+
+
+def test_convert_with_a_bad_calibration_images_path_fails_before_converting(tiny_onnx, tmp_path):
+    # Checked before the conversion: later, this model (no known preprocessing) would fail for another reason.
+    proc = run_cli("convert", tiny_onnx, "-o", tmp_path / "out", "--quantize", "uint8", "--calibration-images", tmp_path / "nope")
+    _assert_clean_failure(proc, 2, str(tmp_path / "nope"), "does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_calibration_images_need_a_model_with_known_preprocessing(tiny_converted, tmp_path):
+    (tmp_path / "images").mkdir()
+    shutil.copyfile(ROOT / "js" / "node_modules" / "emoji-datasource-google" / "img" / "google" / "64" / "1f600.png",
+                    tmp_path / "images" / "smile.png")
+    proc = run_cli("export", tiny_converted.model.directory, "-o", tmp_path / "out", "--quantize", "uint8",
+                   "--calibration-images", tmp_path / "images")
+    _assert_clean_failure(proc, 2, "--calibration-images needs a model with one float image input of known size",
+                          "preprocessing None", "--image-size")
+    assert not (tmp_path / "out").exists()

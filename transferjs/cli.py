@@ -33,7 +33,8 @@ def _export_options(args):
 
     patterns = tuple(args.quantize_weights) or ("*",)
     return ExportOptions(quantize=args.quantize, quantize_patterns=patterns, shard_size=args.shard_size, signature=args.signature,
-                         disabled_passes=check_pass_names(args.disable_pass), restore_at_load=args.restore_at_load)
+                         disabled_passes=check_pass_names(args.disable_pass), restore_at_load=args.restore_at_load,
+                         calibration_images=tuple(args.calibration_images))
 
 
 def _preprocessing_overrides(args) -> dict:

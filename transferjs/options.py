@@ -276,6 +276,10 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restore-at-load", action="store_true",
                    help="uint8 only: restore the per-channel kernels once, at the first run, not per run (the graph "
                         "that runs is the float32 one); the first predict must then be outside tf.tidy")
+    p.add_argument("--calibration-images", action="append", default=[], metavar="PATH",
+                   help="with --quantize uint8: calibrate its rounding on these images (a folder, searched "
+                        "recursively, or files; repeatable; at most 64, a seeded choice) instead of photo crops, "
+                        "e.g. the images the model was retrained on")
     p.add_argument("--quantize-weights", action="append", default=[], metavar="PATTERN",
                    help="quantize only weights whose names match this glob (repeatable; default: all)")
     p.add_argument("--shard-size", type=number(int, 1024, 2**31 - 1), default=4 * 1024 * 1024, metavar="BYTES",

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 
-from converter.calibration import calibration_inputs
+from converter.calibration import calibration_inputs, image_calibration_inputs
 from converter.tfjs_initializer import captured_inputs
 from converter.export.tfjs import bundle_size, saved_model_to_graph_model
 from converter.export.per_channel import ROUNDING_KEY
@@ -58,8 +58,9 @@ def _input_entry(t) -> dict:
     return entry
 
 
-def metadata(model, quantize: str | None, bundle_dir=None) -> dict:
-    """The bundle's ``metadata.json`` (Teachable Machine's names where they overlap)."""
+def metadata(model, quantize: str | None, bundle_dir=None, calibration: dict | None = None) -> dict:
+    """The bundle's ``metadata.json`` (Teachable Machine's names where they overlap); ``calibration``:
+    what calibrated a uint8 bundle's rounding (``calibration_record``)."""
     from importlib.metadata import version
 
     inputs = []
@@ -87,7 +88,7 @@ def metadata(model, quantize: str | None, bundle_dir=None) -> dict:
         "executeAsync": bool(bundle_dir) and needs_execute_async(Path(bundle_dir) / "model.json"),
         "inputs": inputs,
         "outputs": outputs,
-        "quantization": _quantization(quantize, bundle_dir),
+        "quantization": _quantization(quantize, bundle_dir, calibration),
         "source": {k: v for k, v in model.source.items() if k in ("format", "path", "sha256", "file_kind")},
         **({"fixedInputs": fixed} if (fixed := _fixed_inputs(model.source)) else {}),
     }
@@ -105,8 +106,9 @@ def _fixed_inputs(source: dict) -> list[dict]:
     return [{"name": k, "value": v, "from": origin.get(k)} for k, v in (source.get("fixed_inputs") or {}).items()]
 
 
-def _quantization(quantize: str | None, bundle_dir) -> dict | str | None:
-    """The mode, how many tensors each storage has, how each tensor is stored and each kernel rounded."""
+def _quantization(quantize: str | None, bundle_dir, calibration: dict | None = None) -> dict | str | None:
+    """The mode, how many tensors each storage has, how each tensor is stored and each kernel rounded,
+    and what calibrated the rounding."""
     if not (quantize and bundle_dir):
         return quantize
     tensors = weight_storage(bundle_dir)
@@ -119,7 +121,7 @@ def _quantization(quantize: str | None, bundle_dir) -> dict | str | None:
         weights["uint8 per output channel"] = per_channel
         # Where the channel scales are applied: a Mul per kernel per run, or once (model.json's initializer).
         extra["scales_restored"] = "once, at the first run (initializer graph)" if captured_inputs(model) else "in the graph, every run"
-    return {"mode": quantize, "weights": weights, "tensors": tensors, **extra}
+    return {"mode": quantize, "weights": weights, "tensors": tensors, **extra, **({"calibration": calibration} if calibration else {})}
 
 
 def _spatial(t) -> list | None:
@@ -150,12 +152,35 @@ def write_tfjs_bundle(model, bundle_dir, options) -> dict:
     Returns:
         ``{"bytes", "passes", "metadata"}``: model size, TF.js passes applied, the metadata.
     """
-    calibration = calibration_inputs(model) if options.quantize == "uint8" and options.calibrate else None
-    if options.quantize == "uint8" and options.calibrate and calibration is None:
+    calibration, record = calibration_batch(model, options)
+    passes = saved_model_to_graph_model(model.saved_model, bundle_dir, options, calibration)
+    meta = metadata(model, options.quantize, bundle_dir, record)
+    write_bundle_files(Path(bundle_dir), meta)
+    return {"bytes": bundle_size(bundle_dir), "passes": passes, "metadata": meta}
+
+
+def calibration_batch(model, options) -> tuple[dict | None, dict | None]:
+    """``(calibration inputs, their metadata.json record)`` for ``--quantize uint8``; ``(None, None)`` otherwise.
+
+    The user's ``options.calibration_images`` when given, else the photo crops (``calibration_inputs``);
+    without known image preprocessing there are none, and the kernels get nearest rounding.
+
+    Raises:
+        InputError: a bad ``--calibration-images`` path or image, or a model they cannot be fed to.
+
+    Example:
+        >>> calibration_batch(model, ExportOptions(quantize="uint8", calibration_images=("data/",)))[1]["images"]
+        64
+    """
+    if options.quantize != "uint8" or not options.calibrate:
+        return None, None
+    if options.calibration_images:
+        return image_calibration_inputs(model, options.calibration_images)
+    calibration = calibration_inputs(model)
+    if calibration is None:
         log.warning("uint8: '%s' has no known image preprocessing (one float NHWC/NCHW image input with a square "
                     "size), so no calibration photos can be given to it; its kernels get nearest rounding "
                     "(metadata.json quantization.rounding says 'nearest').", model.source.get("name") or model.saved_model)
-    passes = saved_model_to_graph_model(model.saved_model, bundle_dir, options, calibration)
-    meta = metadata(model, options.quantize, bundle_dir)
-    write_bundle_files(Path(bundle_dir), meta)
-    return {"bytes": bundle_size(bundle_dir), "passes": passes, "metadata": meta}
+        return None, None
+    return calibration, {"source": "photo crops (scikit-image, converter.calibration.sample_photos)",
+                         "images": len(next(iter(calibration.values())))}

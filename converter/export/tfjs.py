@@ -43,6 +43,10 @@ class ExportOptions:
             model first runs (the model.json initializer graph), not by one ``Mul`` per kernel per
             run; the graph that runs is then the float32 one. Its first run must not be inside
             ``tf.tidy`` (``converter.tfjs_initializer``).
+        calibration_images: ``"uint8"`` only: image files or folders (searched recursively) to
+            calibrate on instead of the photos, e.g. the images a model was retrained on; at most
+            ``calibration.MAX_CALIBRATION_IMAGES`` of them (a seeded choice), preprocessed as the
+            model expects.
     """
 
     quantize: str | None = None
@@ -52,12 +56,18 @@ class ExportOptions:
     disabled_passes: tuple = ()
     calibrate: bool = True
     restore_at_load: bool = False
+    calibration_images: tuple = ()
 
     def __post_init__(self):
         if self.quantize not in (None, *QUANTIZE_MODES):
             raise InputError(f"Expected --quantize one of {', '.join(QUANTIZE_MODES)}. Received: '{self.quantize}'")
         if self.restore_at_load and self.quantize != "uint8":
             raise InputError(f"--restore-at-load applies to --quantize uint8 only. Received: --quantize {self.quantize or 'none'}")
+        object.__setattr__(self, "calibration_images", tuple(str(p) for p in self.calibration_images))
+        if self.calibration_images and (self.quantize != "uint8" or not self.calibrate):
+            received = "calibrate=False" if self.quantize == "uint8" else f"--quantize {self.quantize or '(none: float32)'}"
+            raise InputError(f"--calibration-images calibrates the rounding of --quantize uint8 only. Received: {received} "
+                             f"with --calibration-images {' '.join(self.calibration_images)}")
 
 
 def saved_model_to_graph_model(saved_model_dir, out_dir, options: ExportOptions = ExportOptions(),
