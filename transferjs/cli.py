@@ -177,7 +177,7 @@ def cmd_retrain(args) -> int:
                          fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
                          fine_tune_learning_rate=args.fine_tune_learning_rate, augment=not args.no_augment,
                          fine_tune_layer_decay=args.fine_tune_layer_decay,
-                         folds=args.folds, refit=not args.no_refit, l2=args.l2)
+                         folds=args.folds, refit=not args.no_refit, l2=args.l2, multi_level=not args.no_multi_level)
     result = retrain(args.model_dir, args.data or args.data_csv, args.out, config, args.test_split,
                      args.feature_node, args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline,
                      resume=args.resume, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
