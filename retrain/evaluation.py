@@ -26,7 +26,9 @@ import numpy as np
 from converter.errors import InputError
 from retrain.linear_probe import (
     LinearProbe,
+    best_l2,
     choose_and_fit,
+    cross_validate_l2,
     class_balanced_weights,
     fit_softmax_regression,
     stratified_folds,
@@ -169,11 +171,23 @@ def choose_head(x, y, classes: int, config, base_columns: int | None = None):
     if base_columns is None or base_columns >= x.shape[1]:
         return _linear_or_hidden(x, y, classes, config, folds, _linear(x, y, classes, config, folds))
     sets = {"default": base_columns, "multi-level": x.shape[1]}
-    probes = {name: _linear(x[:, :c], y, classes, config, folds) for name, c in sets.items()}
-    cv = {name: _linear_cv(probes[name], x[:, :c], y, classes, config, folds) for name, c in sets.items()}
-    best = "multi-level" if _rank(cv["multi-level"]) > _rank(cv["default"]) else "default"
-    head = _linear_or_hidden(x[:, : sets[best]], y, classes, config, folds, probes[best], cv[best]["accuracy"])
-    return ColumnsHead(head, sets[best], best, cv)
+    cv = {name: _linear_selection(x[:, :c], y, classes, config, folds) for name, c in sets.items()}
+    best = "multi-level" if _rank(cv["multi-level"][0]) > _rank(cv["default"][0]) else "default"
+    columns, (score, l2, grid) = sets[best], cv[best]
+    probe = fit_softmax_regression(x[:, :columns], y, classes, l2, class_balanced_weights(y, classes), config.label_smoothing)
+    probe.cv = grid  # only the winner is fitted on every image: as choose_and_fit would have
+    head = _linear_or_hidden(x[:, :columns], y, classes, config, folds, probe, score["accuracy"])
+    return ColumnsHead(head, columns, best, {name: dict(c[0]) for name, c in cv.items()})
+
+
+def _linear_selection(x, y, classes: int, config, folds) -> tuple[dict, float, dict | None]:
+    """The linear head's cross-validated ``{"accuracy", "loss"}`` at its chosen strength, the strength, and
+    the whole grid's scores (``None`` with ``config.l2`` given)."""
+    if config.l2 is not None:
+        return _cv_scores(lambda a, b: _fixed_probe(a, b, classes, config), x, y, folds), config.l2, None
+    grid = cross_validate_l2(x, y, classes, folds, label_smoothing=config.label_smoothing)
+    l2 = best_l2(grid)
+    return grid[l2], l2, grid
 
 
 def _rank(score: dict) -> tuple:
