@@ -190,6 +190,10 @@ def cmd_retrain(args) -> int:
     print(f"Retrained {args.model_dir} on {sum(r['dataset']['counts'].values())} images, {len(r['dataset']['labels'])} classes "
           f"-> {args.out}")
     print(f"  split {r['dataset']['split']}; skipped {len(r['skipped'])} unreadable file(s)")
+    if "cv" in r["features"]:
+        cv = r["features"]["cv"]
+        print(f"  features: {r['features']['used']} ({r['features']['dim']}), inner cross-validation default "
+              f"{cv['default']['accuracy']:.1%} / multi-level {cv['multi-level']['accuracy']:.1%}")
     if "fine_tune" in r:
         ft = r["fine_tune"]
         print(f"  frozen features: {r['test_frozen_features']['accuracy']:.1%}; fine-tuned ({ft['layers']} layers, "
