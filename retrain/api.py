@@ -27,7 +27,7 @@ from converter.errors import InputError
 from converter.model import ConvertedModel, Preprocessing
 from retrain.data import read_csv, scan_folder
 from retrain.distributed import SINGLE, Workers
-from retrain.evaluation import describe_head, keras_head, plan_evaluation
+from retrain.evaluation import describe_head, head_columns, keras_head, plan_evaluation
 from retrain.feature_store import extract_to_store
 from retrain.features import FeatureExtractor, cached_features
 from retrain.normalization import missing_normalization_warning
@@ -126,7 +126,9 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         dataset = read_csv(data, allow_outside) if str(data).endswith(".csv") else scan_folder(data)
         if before_training is not None:
             before_training()
-        fx = _feature_extractor(backbone, feature_node)
+        # Multi-level features are chosen in memory (k-fold); a streamed run keeps the default features.
+        multi_level = config.multi_level and workers is None and len(dataset.items) <= config.kfold_max_images
+        fx = _feature_extractor(backbone, feature_node, multi_level)
     stack = contextlib.ExitStack()
     with _timed(seconds, "features"):
         x, usable, skipped = _features(fx, dataset, cache_dir, progress, config, stack, workers)
@@ -138,7 +140,8 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         prepare_run_dir(checkpoints, fingerprint(fx, dataset, plan.folds, config), resume, log)
     with stack, discard_unless_checkpointed(checkpoints):
         with _timed(seconds, "train_head"):
-            frozen = frozen_head_phase(x, y, dataset.labels, plan, config, log, workers or SINGLE)
+            frozen = frozen_head_phase(x, y, dataset.labels, plan, config, log, workers or SINGLE,
+                                       fx.base_dim if fx.taps else None)
         report = _report(model_dir, fx, dataset, skipped, plan, frozen, config)
         report["workers"] = workers.count if workers is not None else 1
         run = _Run(fx, items, y, dataset.labels, plan, config, report, seconds, workers or SINGLE)
@@ -155,7 +158,8 @@ def retrain(model_dir, data, out, config: TrainConfig = TrainConfig(), test_spli
         if config.refit:  # the delivered model saw the check split: score the check model, exported the same way
             with _timed(seconds, "runtime_check"):
                 report["runtime_check"] = score_check_model(backbone, fx, check_model, dataset.labels, check_items)
-        model = write_outputs(out, overwrite, backbone, fx, delivered, dataset.labels, report, seconds, verify,
+        delivered_fx = fx.for_columns(head_columns(frozen["delivered_head"]))
+        model = write_outputs(out, overwrite, backbone, delivered_fx, delivered, dataset.labels, report, seconds, verify,
                               None if config.refit else check_items)
     shutil.rmtree(checkpoints, ignore_errors=True)
     if workers is not None:
@@ -186,8 +190,10 @@ def _phases(run: _Run, frozen: dict, checkpoints: Path, resume: bool, progress: 
     """The check and delivered models (frozen head, or fine-tuned when that helps) and the held-out predictions shown."""
     plan, config, classes = run.plan, run.config, len(run.labels)
     shown = {"positions": plan.scored(), "probabilities": frozen["held"]["probabilities"][plan.scored()]}
-    check_model = (run.fx.extract, keras_head(frozen["check_head"], classes, config))
-    delivered = (run.fx.extract, keras_head(frozen["delivered_head"], classes, config))
+    check_model = (run.fx.for_columns(head_columns(frozen["check_head"])).extract,
+                   keras_head(frozen["check_head"], classes, config))
+    delivered = (run.fx.for_columns(head_columns(frozen["delivered_head"])).extract,
+                 keras_head(frozen["delivered_head"], classes, config))
     if not config.fine_tune:
         return check_model, delivered, shown
     with _timed(run.seconds, "fine_tune"):
@@ -240,10 +246,10 @@ def _input_at_size(model, size: tuple):
     return dataclasses.replace(model, inputs=[dataclasses.replace(inp, shape=shape)])
 
 
-def _feature_extractor(backbone, feature_node):
-    """``FeatureExtractor(backbone, feature_node)``; a graph that cannot run at the requested size is an InputError."""
+def _feature_extractor(backbone, feature_node, multi_level: bool = False):
+    """``FeatureExtractor(backbone, feature_node, multi_level)``; a graph that cannot run at the requested size is an InputError."""
     try:
-        return FeatureExtractor(backbone, feature_node)
+        return FeatureExtractor(backbone, feature_node, multi_level)
     except (ValueError, TypeError) as e:  # TF's shape errors when the imported graph is traced at another size
         if "shape" not in str(e).lower() and "dimension" not in str(e).lower():
             raise
@@ -322,9 +328,12 @@ def _report(model_dir, fx, dataset, skipped, plan, frozen, config) -> dict:
     delivered = ("The exported model was then trained on all images with the settings chosen the same way"
                  if config.refit else "The exported model is the one trained without the check split (--no-refit)")
     check = "fold 1" if plan.kind == "k-fold" else "the test split"
+    delivered_head = frozen["delivered_head"]
     return {
-        "backbone": {"model_dir": str(model_dir), "feature_node": fx.node, "feature_dim": fx.dim,
+        "backbone": {"model_dir": str(model_dir), "feature_node": fx.node,
+                     "feature_dim": fx.for_columns(head_columns(delivered_head)).dim,
                      "preprocessing": dataclasses.asdict(fx.model.preprocessing)},
+        "features": _feature_report(fx, frozen),
         "dataset": {"labels": dataset.labels, "counts": dataset.counts(),
                     "split": {"check_training": len(plan.check_training), "check": len(plan.check)},
                     "evaluated_on": f"{len(plan.folds)}-fold cross-validation" if plan.kind == "k-fold" else "test split"},
@@ -334,9 +343,22 @@ def _report(model_dir, fx, dataset, skipped, plan, frozen, config) -> dict:
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
         "config": dataclasses.asdict(config),
         "head": describe_head(frozen["delivered_head"]),
-        "history": getattr(frozen["delivered_head"], "history", {}),
+        "history": getattr(getattr(delivered_head, "head", delivered_head), "history", {}),
         "test": frozen["metrics"],
         "test_frozen_features": {"accuracy": frozen["held"]["accuracy"], "check_accuracy": frozen["held"]["check_accuracy"]},
     }
 
 
+
+
+def _feature_report(fx, frozen) -> dict:
+    """Which features the delivered model uses, the taps considered, and how the held-out heads chose."""
+    delivered = frozen["delivered_head"]
+    if not fx.taps:
+        return {"used": "default", "dim": fx.dim, "multi_level": "not considered (--no-multi-level, --feature-node, "
+                "a streamed data set, or no stage outputs found)"}
+    choice = describe_head(delivered)["features"]
+    folds = [getattr(h, "feature_set", "default") for h in frozen["held"]["heads"]]
+    return {"used": choice["used"], "dim": fx.for_columns(head_columns(delivered)).dim, "default_dim": fx.base_dim,
+            "multi_level_dim": fx.dim, "taps": fx.taps, "cv": choice["cv"], "chosen_by": choice["chosen_by"],
+            "held_out_folds_chose": folds}

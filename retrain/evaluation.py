@@ -26,7 +26,9 @@ import numpy as np
 from converter.errors import InputError
 from retrain.linear_probe import (
     LinearProbe,
+    best_l2,
     choose_and_fit,
+    cross_validate_l2,
     class_balanced_weights,
     fit_softmax_regression,
     stratified_folds,
@@ -124,25 +126,94 @@ def _inner_folds(y: np.ndarray, config) -> list[np.ndarray]:
     return stratified_folds(y, max(2, int(min(3, config.folds, counts[counts > 0].min()))), config.seed + 1)
 
 
-def choose_head(x, y, classes: int, config):
+@dataclass
+class ColumnsHead:
+    """A head chosen between two feature sets: it reads the first ``columns`` feature columns.
+
+    Multi-level features (``FeatureExtractor(multi_level=True)``) start with the default features;
+    the head on the default ones reads those columns only, and is exported on a backbone without taps.
+
+    Args:
+        head: the chosen ``LinearProbe`` or ``KerasHead``.
+        columns: how many leading feature columns it reads.
+        feature_set: ``"default"`` or ``"multi-level"``.
+        cv: ``{feature set: {"accuracy", "loss"}}``: each set's linear head, cross-validated on the inner folds.
+    """
+
+    head: object
+    columns: int
+    feature_set: str
+    cv: dict
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.head.predict_proba(np.asarray(x)[:, : self.columns])
+
+
+def head_columns(head) -> int | None:
+    """How many leading feature columns ``head`` reads (``None``: all)."""
+    return head.columns if isinstance(head, ColumnsHead) else None
+
+
+def choose_head(x, y, classes: int, config, base_columns: int | None = None):
     """The head for ``(x, y)``, every choice made by cross-validation on ``(x, y)`` alone.
 
     The linear probe's strength is chosen over ``L2_GRID`` (or ``config.l2``); with ``config.hidden``
     the hidden-layer head competes on the same folds and wins only with a higher held-out accuracy.
+    With ``base_columns`` (multi-level features: the default ones are the first ``base_columns``),
+    the linear heads on the default and on all columns compete first, on the same folds: all columns
+    win only with a higher accuracy (ties: a lower cross-entropy).
 
     Returns:
-        A ``LinearProbe`` (its ``cv``: the selection) or a ``KerasHead``; both have ``predict_proba``.
+        A ``LinearProbe`` (its ``cv``: the selection) or a ``KerasHead``; both have ``predict_proba``;
+        with ``base_columns``, a ``ColumnsHead`` around the winner.
     """
     folds = _inner_folds(y, config)
+    if base_columns is None or base_columns >= x.shape[1]:
+        return _linear_or_hidden(x, y, classes, config, folds, _linear(x, y, classes, config, folds))
+    sets = {"default": base_columns, "multi-level": x.shape[1]}
+    cv = {name: _linear_selection(x[:, :c], y, classes, config, folds) for name, c in sets.items()}
+    best = "multi-level" if _rank(cv["multi-level"][0]) > _rank(cv["default"][0]) else "default"
+    columns, (score, l2, grid) = sets[best], cv[best]
+    probe = fit_softmax_regression(x[:, :columns], y, classes, l2, class_balanced_weights(y, classes), config.label_smoothing)
+    probe.cv = grid  # only the winner is fitted on every image: as choose_and_fit would have
+    head = _linear_or_hidden(x[:, :columns], y, classes, config, folds, probe, score["accuracy"])
+    return ColumnsHead(head, columns, best, {name: dict(c[0]) for name, c in cv.items()})
+
+
+def _linear_selection(x, y, classes: int, config, folds) -> tuple[dict, float, dict | None]:
+    """The linear head's cross-validated ``{"accuracy", "loss"}`` at its chosen strength, the strength, and
+    the whole grid's scores (``None`` with ``config.l2`` given)."""
     if config.l2 is not None:
-        probe = _fixed_probe(x, y, classes, config)
-    else:
-        probe = choose_and_fit(x, y, classes, folds, label_smoothing=config.label_smoothing)
+        return _cv_scores(lambda a, b: _fixed_probe(a, b, classes, config), x, y, folds), config.l2, None
+    grid = cross_validate_l2(x, y, classes, folds, label_smoothing=config.label_smoothing)
+    l2 = best_l2(grid)
+    return grid[l2], l2, grid
+
+
+def _rank(score: dict) -> tuple:
+    return score["accuracy"], -score["loss"]
+
+
+def _linear(x, y, classes: int, config, folds) -> LinearProbe:
+    if config.l2 is not None:
+        return _fixed_probe(x, y, classes, config)
+    return choose_and_fit(x, y, classes, folds, label_smoothing=config.label_smoothing)
+
+
+def _linear_cv(probe: LinearProbe, x, y, classes: int, config, folds) -> dict:
+    """The cross-validated ``{"accuracy", "loss"}`` of the linear head ``probe`` was chosen as."""
+    if probe.cv:
+        return dict(probe.cv[probe.l2])
+    return _cv_scores(lambda a, b: _fixed_probe(a, b, classes, config), x, y, folds)
+
+
+def _linear_or_hidden(x, y, classes: int, config, folds, probe, linear_accuracy: float | None = None):
+    """``probe``, or the hidden-layer head (``config.hidden``) when it has the higher accuracy on ``folds``."""
     if not config.hidden:
         return probe
-    linear_accuracy = (probe.cv[probe.l2]["accuracy"] if probe.cv
-                       else _cv_accuracy(lambda a, b: _fixed_probe(a, b, classes, config), x, y, folds))
-    hidden_accuracy = _cv_accuracy(lambda a, b: _hidden_head(a, b, classes, config), x, y, folds)
+    if linear_accuracy is None:
+        linear_accuracy = _linear_cv(probe, x, y, classes, config, folds)["accuracy"]
+    hidden_accuracy = _cv_scores(lambda a, b: _hidden_head(a, b, classes, config), x, y, folds)["accuracy"]
     return _hidden_head(x, y, classes, config) if hidden_accuracy > linear_accuracy else probe
 
 
@@ -153,6 +224,8 @@ def _fixed_probe(x, y, classes: int, config) -> LinearProbe:
 def keras_head(head, classes: int, config):
     """The Keras model of a chosen head (what is exported, fine-tuned and written as a TF.js layers model)."""
 
+    if isinstance(head, ColumnsHead):
+        return keras_head(head.head, classes, config)
     if isinstance(head, KerasHead):  # a copy: fine-tuning trains it in place
         import keras
 
@@ -162,16 +235,22 @@ def keras_head(head, classes: int, config):
     return head_from_probe(head, classes, config)
 
 
-def _cv_accuracy(train, x, y, folds) -> float:
-    correct = 0
+def _cv_scores(train, x, y, folds) -> dict:
+    """``{"accuracy", "loss"}`` over ``folds``, each image scored by a ``train(x, y)`` head without its fold."""
+    correct, loss = 0, 0.0
     for held in folds:
         rest = np.setdiff1d(np.arange(len(y)), held)
-        correct += int((train(x[rest], y[rest]).predict_proba(x[held]).argmax(1) == y[held]).sum())
-    return correct / len(y)
+        p = train(x[rest], y[rest]).predict_proba(x[held])
+        correct += int((p.argmax(1) == y[held]).sum())
+        loss -= float(np.log(np.clip(p[np.arange(len(held)), y[held]], 1e-7, 1)).sum())
+    return {"accuracy": correct / len(y), "loss": loss / len(y)}
 
 
-def held_out_heads(x, y, classes: int, plan: EvaluationPlan, config, log=print) -> dict:
+def held_out_heads(x, y, classes: int, plan: EvaluationPlan, config, log=print, base_columns: int | None = None) -> dict:
     """Train one head per fold of ``plan`` without that fold; predict the fold.
+
+    ``base_columns``: multi-level features, whose first columns are the default ones; each fold's head
+    chooses between the two sets on its own training folds (``choose_head``), so the estimate includes that choice.
 
     Returns:
         ``{"probabilities": (N, classes) float32, NaN where not scored, "heads": [one per fold],
@@ -181,7 +260,7 @@ def held_out_heads(x, y, classes: int, plan: EvaluationPlan, config, log=print) 
     heads = []
     for i, held in enumerate(plan.folds):
         rest = np.setdiff1d(np.arange(len(y)), held)
-        head = choose_head(x[rest], y[rest], classes, config)
+        head = choose_head(x[rest], y[rest], classes, config, base_columns)
         probabilities[held] = head.predict_proba(x[held])
         heads.append(head)
     scored = plan.scored()
@@ -194,9 +273,19 @@ def held_out_heads(x, y, classes: int, plan: EvaluationPlan, config, log=print) 
 
 def describe_head(head) -> dict:
     """What the report says about a chosen head."""
+    if isinstance(head, ColumnsHead):
+        return {**describe_head(head.head), "features": describe_feature_choice(head)}
     if isinstance(head, LinearProbe):
         cv = {f"{k:g}": {m: round(v, 4) for m, v in s.items()} for k, s in (head.cv or {}).items()}
         return {"kind": "linear (L2 softmax regression, L-BFGS)", "l2": head.l2,
                 "chosen_by": "lowest cross-validated cross-entropy" if head.cv else "given (--l2)", "cv": cv}
     return {"kind": "hidden layer (Adam, dropout, early stopping)", "chosen_by": "higher cross-validated accuracy than linear",
             "best_epoch": head.history["best_epoch"]}
+
+
+def describe_feature_choice(head: ColumnsHead) -> dict:
+    """Which feature set a ``ColumnsHead`` chose, and both sets' inner cross-validation scores."""
+    return {"used": head.feature_set, "columns": head.columns,
+            "chosen_by": "higher cross-validated accuracy of the linear head (ties: lower cross-entropy); "
+                         "all columns must beat the default ones",
+            "cv": {name: {m: round(v, 4) for m, v in s.items()} for name, s in head.cv.items()}}

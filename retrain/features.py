@@ -2,7 +2,9 @@
 
 The feature node is the tensor feeding the final classifier: walking back from
 the model's output past Softmax / bias adds / Identity to the last MatMul, its
-input (the pooled features). ``--feature-node`` names another tensor.
+input (the pooled features). ``--feature-node`` names another tensor. With ``multi_level``
+the features are that tensor followed by the pooled outputs of the backbone's last stages
+(``feature_taps``): the first ``base_dim`` columns are the default features.
 
 Example:
     >>> fx = FeatureExtractor(ConvertedModel.load("out"))
@@ -25,6 +27,7 @@ from converter.errors import InputError
 from converter.graph.frozen import frozen_graph
 from converter.graph.trainable import TrainableGraph
 from converter.images import load_rgb, preprocess
+from retrain.feature_taps import stage_taps
 
 # Ops between the classifier's MatMul and the output (bias, Gemm's alpha, activations).
 _PASS_THROUGH = {"Identity", "Softmax", "BiasAdd", "AddV2", "Add", "Mul", "IdentityN", "Relu", "Sigmoid"}
@@ -76,11 +79,15 @@ def graph_key(graph, preprocessing, layout) -> str:
     import dataclasses
 
     h = hashlib.sha256(json.dumps([dataclasses.asdict(preprocessing), layout], sort_keys=True).encode())
-    for name in graph.ancestors():
+    ancestors = graph.ancestors()
+    for name in ancestors:
         node = graph.nodes[name]
         h.update(node.op.encode())
         if node.op == "Const":
             h.update(node.attr["value"].tensor.SerializeToString())
+    taps = getattr(graph, "taps", ())
+    if taps:  # their positions among the ancestors (the ancestors alone are the same with or without them)
+        h.update(json.dumps([ancestors.index(t.split(":")[0]) for t in taps]).encode())
     return h.hexdigest()[:16]
 
 
@@ -90,28 +97,58 @@ class FeatureExtractor:
     Args:
         model: the converted model (its SavedModel, input spec, preprocessing).
         node: a tensor name of the frozen graph; default: ``default_feature_node``.
+        multi_level: also pool the outputs of the last stages (``stage_taps``) after the default
+            features; ignored with ``node`` given and for channels-first inputs.
+
+    Attributes:
+        taps: the pooled stage outputs (tensor names; empty: the features are ``node`` alone).
+        dim, base_dim: the width of the features, and of ``node``'s (their first columns).
     """
 
-    def __init__(self, model, node: str | None = None):
+    def __init__(self, model, node: str | None = None, multi_level: bool = False, _frozen=None):
         import tensorflow as tf
 
         self.model = model
-        self.graph_def, frozen = frozen_graph(model.saved_model)
+        self.graph_def, frozen = _frozen or frozen_graph(model.saved_model)
+        self._frozen = (self.graph_def, frozen)
         (self.input,) = [t for t in model.inputs]
         self.placeholder = frozen.inputs[0].name
         known = {n for n, _ in candidate_nodes(self.graph_def, frozen)}
         self.node = node or default_feature_node(self.graph_def, frozen)
         if node and node not in known:
             raise InputError(f"--feature-node '{node}' is not a 2-D float tensor of the model; candidates: {sorted(known)[-8:]}")
+        channels_last = (self.input.layout or "NHWC") == "NHWC"
+        self.taps = stage_taps(self.graph_def, frozen.graph, self.node) if multi_level and not node and channels_last else []
         self.extract = self.trainable(0)
         self._fn = tf.function(self.extract, input_signature=[tf.TensorSpec([None, *self.input.shape[1:]], tf.float32)])
         self.dim = int(self._fn.get_concrete_function().structured_outputs.shape[-1])
+        self.base_dim = int(frozen.graph.get_tensor_by_name(self.node).shape[-1]) if self.taps else self.dim
         self.key = graph_key(self.extract, model.preprocessing, self.input.layout)
+        self._base = None if self.taps else self
 
     def trainable(self, layers: int):
-        """The backbone up to the feature node with its last ``layers`` weight layers as variables."""
+        """The backbone up to the feature node (and the taps) with its last ``layers`` weight layers as variables."""
 
-        return TrainableGraph(self.graph_def, self.placeholder, self.node, layers)
+        return TrainableGraph(self.graph_def, self.placeholder, self.node, layers, taps=self.taps)
+
+    def base(self) -> "FeatureExtractor":
+        """The extractor of the default features alone (no taps): itself when it has none."""
+        if self._base is None:  # taps are only taken at the default node: the same node without them
+            self._base = FeatureExtractor(self.model, None, _frozen=self._frozen)
+        return self._base
+
+    def for_columns(self, columns: int | None) -> "FeatureExtractor":
+        """The extractor whose features are the first ``columns`` of these (``None``: all of them).
+
+        Raises:
+            ValueError: ``columns`` is neither ``dim`` nor ``base_dim``.
+        """
+        if columns is None or columns == self.dim:
+            return self
+        if columns == self.base_dim:
+            return self.base()
+        raise ValueError(f"A head on {columns} feature columns fits neither these features ({self.dim}) "
+                         f"nor the default ones ({self.base_dim})")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._fn(batch).numpy()

@@ -72,6 +72,7 @@ def write_report_html(report: dict, folder: Path) -> Path:
                f"({check['backend']}, Node.js) {check['tfjs_accuracy']:.1%}, SavedModel {check['saved_model_accuracy']:.1%} "
                f"({check['same_predictions']}/{check['images']} identical predictions)." if check else "")
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.get("seconds", {}).items())
+    levels = feature_choice_text(report.get("features", {}))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>transferjs retraining report</title>
 <style>body{{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
@@ -79,7 +80,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .6re
 td:first-child,th:first-child{{text-align:left}}{STYLE}</style></head><body>
 <h1>Retraining report</h1>
 <p>Backbone <code>{esc(report['backbone']['model_dir'])}</code>, features from
-<code>{esc(report['backbone']['feature_node'])}</code> ({report['backbone']['feature_dim']} values).</p>
+<code>{esc(report['backbone']['feature_node'])}</code> ({report['backbone']['feature_dim']} values). {esc(levels)}</p>
 <h2>Held-out accuracy: {t['accuracy']:.1%}</h2>
 <p>Every number here is a held-out estimate: {esc(ev['statement'])}. {esc(ev['delivered'])}</p>
 <p>{esc(phases)} {f"Raw-pixel baseline (softmax regression on 32×32 pixels): {baseline:.1%}." if baseline is not None else ""}
@@ -97,3 +98,20 @@ td:first-child,th:first-child{{text-align:left}}{STYLE}</style></head><body>
 """
     (folder / "report.html").write_text(page)
     return folder / "report.html"
+
+
+def feature_choice_text(features: dict) -> str:
+    """One sentence: which features the model uses, and both sets' inner cross-validation accuracy.
+
+    Example:
+        >>> feature_choice_text({"used": "multi-level", "dim": 1904, "default_dim": 1280, "taps": ["a:0"],
+        ...                      "cv": {"default": {"accuracy": 0.70}, "multi-level": {"accuracy": 0.72}}})
+        'Multi-level features used (1904 = 1280 + pooled a:0): cross-validated on the training images, default 70.0 %, multi-level 72.0 %.'
+    """
+    if "cv" not in features:
+        return ""
+    cv = features["cv"]
+    used = (f"Multi-level features used ({features['dim']} = {features['default_dim']} + pooled {', '.join(features['taps'])})"
+            if features["used"] == "multi-level" else "Default features used (the pooled stage outputs did not win)")
+    return (f"{used}: cross-validated on the training images, default {cv['default']['accuracy'] * 100:.1f} %, "
+            f"multi-level {cv['multi-level']['accuracy'] * 100:.1f} %.")

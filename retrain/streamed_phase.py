@@ -42,14 +42,16 @@ class StoreRows:
 
 
 def frozen_head_phase(x, y: np.ndarray, labels: list[str], plan: EvaluationPlan, config, log=print,
-                      workers: Workers = SINGLE) -> dict:
+                      workers: Workers = SINGLE, base_columns: int | None = None) -> dict:
     """``phases.frozen_phase`` on an in-memory array, or streamed from a ``StoreRows``: the same result dict.
+
+    ``base_columns`` (multi-level features, in memory only: ``retrain`` takes no taps for a streamed run).
 
     Streamed: one head per fold of ``plan`` (trained without it, its strength chosen on its own inner
     folds), then the delivered head on every image; ``workers`` share each fit's sums.
     """
     if not isinstance(x, StoreRows):
-        return frozen_phase(x, y, labels, plan, config, log)
+        return frozen_phase(x, y, labels, plan, config, log, base_columns)
     if config.hidden:
         log("note: --hidden trains its head in memory: the features of every image are gathered from the store")
         return frozen_phase(x.gather(), y, labels, plan, config, log)

@@ -41,6 +41,9 @@ class TrainConfig:
         fine_tune_layer_decay: each weight layer further down trains at this times the rate of the one above.
         fine_tune_label_smoothing: phase 2's (it keeps the head from growing over-confident on few images).
         augment: random flip/rotation/zoom/brightness/contrast during phase 2.
+        multi_level: also consider the pooled outputs of the backbone's last 3 stages beside its features
+            (``feature_taps``); used only when they win the inner cross-validation (``choose_head``).
+            Not for ``--feature-node``, nor for data sets past ``kfold_max_images`` (streamed) or workers.
     """
 
     l2: float | None = None
@@ -61,6 +64,7 @@ class TrainConfig:
     fine_tune_layer_decay: float = 1.0
     fine_tune_label_smoothing: float = 0.1
     augment: bool = True
+    multi_level: bool = True
 
 
 def build_head(dim: int, classes: int, config: TrainConfig):

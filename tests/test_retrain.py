@@ -20,7 +20,9 @@ def test_retrain_on_real_images_beats_chance_and_ships_a_labelled_bundle(emoji_r
     assert [s["path"].endswith("corrupt.png") for s in report["skipped"]] == [True]
     assert report["evaluation"]["kind"] == "k-fold" and report["dataset"]["split"]["check"] == 30  # fold 1 of 5
     assert report["test"]["accuracy"] >= 0.5 and report["test_frozen_features"]["accuracy"] >= 0.5  # chance is 0.2
-    assert report["backbone"]["feature_dim"] == 1280
+    features = report["features"]  # multi-level (1280 + 112 + 192 + 320) only when the inner CV chose it
+    assert report["backbone"]["feature_dim"] == features["dim"] == (1904 if features["used"] == "multi-level" else 1280)
+    assert features["multi_level_dim"] == 1904 and set(features["cv"]) == {"default", "multi-level"}
     assert report["parity_tfjs"]["ok"] and report["parity_tfjs_backbone"]["ok"]
     ft = report["fine_tune"]
     assert ft["layers"] == 2 and ft["parameters"] > 100_000 and len(ft["history"]["val_loss"]) == 2

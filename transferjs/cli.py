@@ -178,7 +178,7 @@ def cmd_retrain(args) -> int:
                          fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
                          fine_tune_learning_rate=args.fine_tune_learning_rate, augment=not args.no_augment,
                          fine_tune_layer_decay=args.fine_tune_layer_decay,
-                         folds=args.folds, refit=not args.no_refit, l2=args.l2)
+                         folds=args.folds, refit=not args.no_refit, l2=args.l2, multi_level=not args.no_multi_level)
     result = retrain(args.model_dir, args.data or args.data_csv, args.out, config, args.test_split,
                      args.feature_node, args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline,
                      resume=args.resume, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
@@ -191,6 +191,10 @@ def cmd_retrain(args) -> int:
     print(f"Retrained {args.model_dir} on {sum(r['dataset']['counts'].values())} images, {len(r['dataset']['labels'])} classes "
           f"-> {args.out}")
     print(f"  split {r['dataset']['split']}; skipped {len(r['skipped'])} unreadable file(s)")
+    if "cv" in r["features"]:
+        cv = r["features"]["cv"]
+        print(f"  features: {r['features']['used']} ({r['features']['dim']}), inner cross-validation default "
+              f"{cv['default']['accuracy']:.1%} / multi-level {cv['multi-level']['accuracy']:.1%}")
     if "fine_tune" in r:
         ft = r["fine_tune"]
         print(f"  frozen features: {r['test_frozen_features']['accuracy']:.1%}; fine-tuned ({ft['layers']} layers, "

@@ -103,6 +103,15 @@ def _calibration_images(bundle: Path) -> int:
     return json.loads((bundle / "metadata.json").read_text())["quantization"]["calibration"]["images"]
 
 
+def _features(rep: dict) -> str:
+    f = rep["features"]
+    if "cv" not in f:
+        return f"default ({f['dim']})"
+    cv = f["cv"]
+    return (f"{f['used']} ({f['dim']}); inner CV default {cv['default']['accuracy']:.1%}, multi-level "
+            f"{cv['multi-level']['accuracy']:.1%}; held-out folds chose {', '.join(f['held_out_folds_chose'])}")
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
@@ -173,6 +182,7 @@ def main(argv=None) -> int:
         ("parity retrained SavedModel -> TF.js", f"max abs {max(o['max_abs'] for o in rep['parity_tfjs']['outputs'].values()):.2g}"),
         (f"held-out accuracy ({len(rep['dataset']['labels'])} classes), frozen features",
          f"{rep['test_frozen_features']['accuracy']:.1%} ({rep['evaluation']['folds']}-fold cross-validation)"),
+        ("features (chosen by inner cross-validation)", _features(rep)),
         (f"held-out accuracy, fine-tuned ({rep['fine_tune']['layers']} layers)", _fine_tuned(rep)),
         ("held-out accuracy in TF.js (wasm) / SavedModel",
          f"{rep['runtime_check']['tfjs_accuracy']:.1%} / {rep['runtime_check']['saved_model_accuracy']:.1%} "

@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--folds", type=number(int, 2, 100), default=5, help="k of the cross-validation that chooses settings and scores them")
     r.add_argument("--no-refit", action="store_true",
                    help="export the model evaluated without its held-out images instead of refitting on all")
+    r.add_argument("--no-multi-level", action="store_true",
+                   help="only the backbone's features; by default the pooled outputs of its last 3 stages are "
+                        "added when that wins on held-out folds")
     r.add_argument("--l2", type=NON_NEGATIVE, help="the linear head's L2 strength (default: chosen by cross-validation)")
     r.add_argument("--epochs", type=POSITIVE_INT, default=100, help="maximum epochs of the --hidden head (early stopping)")
     r.add_argument("--learning-rate", type=POSITIVE, default=1e-3)

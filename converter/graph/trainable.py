@@ -12,6 +12,10 @@ Example:
     >>> len(g.weight_layers), [v.shape for v in g.trainable_variables][:2]
     (49, [TensorShape([1, 1, 192, 320]), TensorShape([320])])
     >>> features = g(images)               # differentiable w.r.t. g.trainable_variables
+
+With ``taps`` (4-D NHWC tensors upstream of the output, e.g. a CNN's stage outputs), the result is
+the output followed by each tap's global average pool over height and width, concatenated on the
+last axis: one graph, so every export of it computes the same concatenation.
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ def _base(tensor: str) -> str:
     return tensor.split(":")[0].lstrip("^")
 
 
-def import_graph(graph_def, input_map: dict, output: str, name: str = "backbone"):
-    """Import ``graph_def`` into the current (function) graph with ``input_map``; return ``output``."""
+def import_graph(graph_def, input_map: dict, output: str, name: str = "backbone", taps=()):
+    """Import ``graph_def`` into the current (function) graph with ``input_map``; return ``output``
+    (with ``taps``: ``output`` and the taps' global average pools, concatenated on the last axis)."""
     import tensorflow as tf
 
-    (out,) = tf.graph_util.import_graph_def(graph_def, input_map=input_map, return_elements=[output], name=name)
-    return out
+    out, *tapped = tf.graph_util.import_graph_def(graph_def, input_map=input_map, return_elements=[output, *taps],
+                                                  name=name)
+    if not tapped:
+        return out
+    return tf.concat([out, *(tf.reduce_mean(t, axis=[1, 2]) for t in tapped)], axis=-1, name="multi_level_features")
 
 
 class TrainableGraph:
@@ -38,14 +46,16 @@ class TrainableGraph:
     Args:
         graph_def: a frozen GraphDef (constants, no variables).
         input_name, output_name: tensor names, e.g. ``"x:0"``.
-        trainable_layers: how many weight layers, counted back from ``output_name``, get
-            trainable variables (0: none; the graph is a fixed function).
+        trainable_layers: how many weight layers, counted back from the outputs (``output_name`` and
+            ``taps``), get trainable variables (0: none; the graph is a fixed function).
+        taps: 4-D NHWC tensor names whose global average pools follow the output (default none).
     """
 
-    def __init__(self, graph_def, input_name: str, output_name: str, trainable_layers: int = 0):
+    def __init__(self, graph_def, input_name: str, output_name: str, trainable_layers: int = 0, taps=()):
         import tensorflow as tf
 
         self.graph_def, self.input_name, self.output_name = graph_def, input_name, output_name
+        self.taps = tuple(taps)
         self.nodes = {n.name: n for n in graph_def.node}
         self.weight_layers = [n for n in self.ancestors() if self.nodes[n].op in WEIGHT_OPS]
         top = self.weight_layers[max(0, len(self.weight_layers) - trainable_layers):] if trainable_layers > 0 else []
@@ -74,8 +84,8 @@ class TrainableGraph:
         return groups
 
     def ancestors(self) -> list[str]:
-        """Nodes the output depends on, in the GraphDef's (topological) order."""
-        seen, stack = set(), [_base(self.output_name)]
+        """Nodes the outputs (``output_name`` and the taps) depend on, in the GraphDef's (topological) order."""
+        seen, stack = set(), [_base(self.output_name), *(_base(t) for t in self.taps)]
         while stack:
             name = stack.pop()
             if name in seen or name not in self.nodes:
@@ -129,4 +139,4 @@ class TrainableGraph:
 
     def _import(self, x):
         input_map = {self.input_name: x, **{name: v.read_value() for name, v in self.variables.items()}}
-        return import_graph(self.graph_def, input_map, self.output_name)
+        return import_graph(self.graph_def, input_map, self.output_name, taps=self.taps)
