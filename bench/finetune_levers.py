@@ -78,6 +78,7 @@ def main(argv=None) -> int:
               "multi_level": not args.no_multi_level}
     if args.mixup:
         fields["fine_tune_mixup"] = args.mixup
+    fields["fine_tune_weight_average"] = 1.0  # the fine-tuned column is as trained; --wise scores the averages
     config = TrainConfig(**fields)
     backbone = _backbone(args.model, None, print)
     dataset = scan_folder(data)
