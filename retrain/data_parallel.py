@@ -21,7 +21,7 @@ import numpy as np
 
 from converter.images import load_rgb, normalize, resize
 from retrain.distributed import SINGLE, Workers
-from retrain.example_augmentation import augment_image, dropout_mask, example_key
+from retrain.example_augmentation import augment_image, dropout_mask, example_key, mixup_pair
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class ExampleSettings:
         augment: augment images (``example_augmentation.augment_image``).
         dropout: the head's dropout rate on the features (a per-image mask; 0: none).
         dim: the feature dimension (the mask's length).
+        mixup: the Beta(a, a) concentration of mixup (0: off): each image is blended with a partner image
+            drawn from the whole training set by its key, ``lam * image + (1 - lam) * partner`` with
+            ``lam = max(l, 1 - l)``, and its target blended alike (``example_augmentation.mixup_pair``).
     """
 
     seed: int
@@ -39,16 +42,23 @@ class ExampleSettings:
     augment: bool
     dropout: float
     dim: int
+    mixup: float = 0.0
 
 
 @dataclass
 class ShardBatch:
-    """This worker's shard of one global batch (``x`` etc. ``None`` when the shard is empty)."""
+    """This worker's shard of one global batch (``x`` etc. ``None`` when the shard is empty).
+
+    ``y`` is each example's own label, ``partner`` its mixup partner's label and ``mix`` its own label's
+    share of the target (``partner = y``, ``mix = 1`` without mixup).
+    """
 
     global_size: int
     x: object = None
     y: object = None
     mask: object = None
+    partner: object = None
+    mix: object = None
 
 
 def global_batches(count: int, batch_size: int) -> list[np.ndarray]:
@@ -80,22 +90,33 @@ def shard_batches(items, model, order: np.ndarray, batch_size: int, workers: Wor
 
     def generate():
         for k in positions:
+            key = example_key(examples.seed, examples.epoch, int(k))
             path, label = items[order[k]]
-            yield resize(load_rgb(path), p.size), np.int32(label), example_key(examples.seed, examples.epoch, int(k))
+            other, mix = mixup_pair(key, len(items), examples.mixup)  # (own index, 1.0) when off
+            other_path, other_label = items[other] if examples.mixup else (path, label)
+            image = resize(load_rgb(path), p.size)
+            partner = resize(load_rgb(other_path), p.size) if examples.mixup else image
+            yield image, np.int32(label), key, partner, np.int32(other_label), np.float32(mix)
 
-    def prepare(image, label, key):
-        image = augment_image(image, key) if examples.augment else image
-        return image, label, dropout_mask(key, examples.dropout, examples.dim)
+    def prepare(image, label, key, partner, other_label, mix):
+        if examples.augment:
+            image = augment_image(image, key)
+            if examples.mixup:
+                partner = augment_image(partner, tf.random.experimental.stateless_fold_in(key, 1))
+        if examples.mixup:
+            image = mix * image + (1 - mix) * partner
+        return image, label, dropout_mask(key, examples.dropout, examples.dim), other_label, mix
 
-    spec = (tf.TensorSpec((*p.size, 3), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int64))
+    spec = (tf.TensorSpec((*p.size, 3), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int64),
+            tf.TensorSpec((*p.size, 3), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32))
     data = tf.data.Dataset.from_generator(generate, output_signature=spec).map(prepare).prefetch(2 * batch_size)
     stream = iter(data)
     for batch, mine in zip(batches, shards):
         if not len(mine):
             yield ShardBatch(len(batch))
             continue
-        x, y, mask = (tf.stack(part) for part in zip(*(next(stream) for _ in mine)))
-        yield ShardBatch(len(batch), normalize(x, p, layout), y, mask)
+        x, y, mask, partner, mix = (tf.stack(part) for part in zip(*(next(stream) for _ in mine)))
+        yield ShardBatch(len(batch), normalize(x, p, layout), y, mask, partner, mix)
 
 
 class DataParallelStep:
@@ -121,9 +142,10 @@ class DataParallelStep:
         ce = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction="sum")
 
         @tf.function
-        def shard_gradients(x, y, w, mask):
+        def shard_gradients(x, y, w, mask, partner, mix):
             p = head(graph(x) * mask, training=False)  # dropout is the per-image mask, seeded by the image
-            loss = ce(tf.one_hot(y, classes), p, sample_weight=w)
+            target = mix[:, None] * tf.one_hot(y, classes) + (1 - mix[:, None]) * tf.one_hot(partner, classes)
+            loss = ce(target, p, sample_weight=w)
             correct = tf.reduce_sum(tf.cast(tf.argmax(p, 1, output_type=tf.int32) == y, tf.float32))
             # Symbolic gradients: ops that import_graph_def creates are not recorded by a GradientTape.
             grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
@@ -146,12 +168,14 @@ class DataParallelStep:
         """Train on one global batch; ``(summed weighted loss, correct predictions)`` over all of it.
 
         Args:
-            weights: per-class weights (indexed by label).
+            weights: per-class weights (indexed by label); a mixed example weighs as its target's blend.
         """
         if batch.x is None:
             flat = np.zeros(sum(self.sizes) + 2, np.float32)
         else:
-            flat = self._shard_gradients(batch.x, batch.y, weights[batch.y.numpy()], batch.mask).numpy()
+            mix = batch.mix.numpy()
+            w = mix * weights[batch.y.numpy()] + (1 - mix) * weights[batch.partner.numpy()]
+            flat = self._shard_gradients(batch.x, batch.y, w, batch.mask, batch.partner, batch.mix).numpy()
         if self.workers.count > 1:
             flat = self.workers.all_sum(flat)  # eager: the CPU collectives refuse to run in a tf.function
         self._apply(flat, np.float32(batch.global_size))

@@ -1,7 +1,7 @@
 """Per-image randomness for fine-tuning that does not depend on which worker sees the image.
 
-Every random choice for an image — its flip, rotation, zoom, brightness and contrast, and the head's
-dropout mask on its features — comes from stateless random ops seeded by the image's **key**:
+Every random choice for an image — its flip, rotation, zoom, brightness and contrast, its mixup
+partner and share, and the head's dropout mask on its features — comes from stateless random ops seeded by the image's **key**:
 ``(seed, epoch, position in the epoch's global order)``. The same key gives the same numbers in any
 process, batch or shard, so 1 worker and N workers (each seeing a different slice of a global batch)
 train on the same augmented examples.
@@ -80,6 +80,24 @@ def _rotate_and_zoom(image, theta, scale):
         images=image[None], transforms=transform[None], output_shape=tf.shape(image)[:2], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="NEAREST")
     return warped[0]
+
+
+def mixup_pair(key, count: int, concentration: float) -> tuple[int, float]:
+    """The mixup partner (an index into the ``count`` training items) and the example's own share ``lam``.
+
+    ``lam = max(l, 1 - l)`` with ``l ~ Beta(concentration, concentration)``, so the example's own label
+    stays the larger part of its target. ``concentration <= 0`` (mixup off): ``(-1, 1.0)``. Drawn with
+    NumPy from the key alone: every worker computes the same pair.
+
+    Example:
+        >>> mixup_pair(example_key(0, 0, 7), 100, 0.4)
+        (69, 0.898...)
+    """
+    if concentration <= 0:
+        return -1, 1.0
+    rng = np.random.default_rng([int(k) & 0xFFFFFFFFFFFFFFFF for k in np.asarray(key)] + [0x6D6978])
+    share = float(rng.beta(concentration, concentration))
+    return int(rng.integers(count)), max(share, 1.0 - share)
 
 
 def dropout_mask(key, rate: float, dim: int):

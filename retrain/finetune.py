@@ -116,6 +116,20 @@ class LayerwiseAdam:
                 optimizer.apply_gradients(bucket)
 
 
+def toward_start(variables: list, start: list, share: float) -> None:
+    """Set each variable to ``share * itself + (1 - share) * its start``: weight-space averaging (WiSE-FT).
+
+    Fine-tuning starts at the pretrained backbone and the frozen-feature head, so the straight line back
+    to them stays in one basin; a point on it keeps much of what fine-tuning learned and much of what
+    the pretrained weights knew, like an ensemble of the two at the cost of one model.
+
+    Example:
+        >>> start = [v.numpy() for v in variables]; fit(...); toward_start(variables, start, 0.5)
+    """
+    for variable, begin in zip(variables, start):
+        variable.assign(share * variable.numpy() + (1 - share) * begin)
+
+
 def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkpoint=None, resume: bool = False,
               progress: bool = True, log=print, workers: Workers = SINGLE) -> dict:
     """Train ``graph``'s variables and ``head`` together for ``config.fine_tune_epochs`` (fixed schedule).
@@ -129,7 +143,7 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
         extractor: the ``FeatureExtractor`` (model, preprocessing, layout).
         train, judge: lists of ``(path, label index)``; ``judge`` may be empty (a refit on every image).
         config: ``TrainConfig`` (``fine_tune_epochs``, ``fine_tune_learning_rate`` (the peak, the head's),
-            ``fine_tune_layer_decay``, ``fine_tune_label_smoothing``, ``augment``, ``dropout``, ``seed``).
+            ``fine_tune_layer_decay``, ``fine_tune_label_smoothing``, ``fine_tune_mixup``, ``fine_tune_weight_average``, ``augment``, ``dropout``, ``seed``).
         workers: every worker calls this with the same arguments; each trains on its shard of every
             global batch (``data_parallel``) and only the chief writes ``checkpoint``.
 
@@ -160,9 +174,12 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
         bars[-1].close(f"held-out loss {result['loss']:.3f}  accuracy {result['accuracy']:.3f}")
         return result
 
+    start = [v.numpy() for v in variables] if config.fine_tune_weight_average < 1 else None
     spec = FitSpec("fine-tune", variables, head.non_trainable_variables + optimizer.variables, run_epoch,
                    validate if judge else None, config.fine_tune_epochs, config.fine_tune_epochs + 1, restore_best=False)
     history = fit(spec, checkpoint, resume, log, save=workers.chief)
+    if start is not None:  # the checkpoints hold the trained weights; the average is taken after the last epoch
+        toward_start(variables, start, config.fine_tune_weight_average)
     history["trainable_layers"] = graph.trainable_layer_names
     history["trainable_parameters"] = int(sum(np.prod(v.shape) for v in graph.trainable_variables))
     history["all_reduce_bytes_per_step"] = step.all_reduce_bytes if workers.count > 1 else 0
@@ -187,7 +204,7 @@ def _epoch_runner(step, train, extractor, weights, config, progress: bool, bars:
     def run_epoch(epoch: int) -> dict:
         start = time.perf_counter()
         order = np.random.default_rng([config.seed, epoch]).permutation(len(train))
-        examples = ExampleSettings(config.seed, epoch, config.augment, dropout, extractor.dim)
+        examples = ExampleSettings(config.seed, epoch, config.augment, dropout, extractor.dim, config.fine_tune_mixup)
         bars.append(Progress(f"fine-tune epoch {epoch + 1}/{config.fine_tune_epochs}", len(train), enabled=progress))
         loss = correct = seen = 0.0
         for batch in shard_batches(train, extractor.model, order, config.batch_size, step.workers, examples):

@@ -40,6 +40,11 @@ class TrainConfig:
         fine_tune_learning_rate: phase 2's peak learning rate (Adam), the head's and the top layer's.
         fine_tune_layer_decay: each weight layer further down trains at this times the rate of the one above.
         fine_tune_label_smoothing: phase 2's (it keeps the head from growing over-confident on few images).
+        fine_tune_mixup: phase 2's mixup concentration (Beta(a, a); 0: off): each training image is blended
+            with another one, and its target alike (``example_augmentation.mixup_pair``).
+        fine_tune_weight_average: the fine-tuned weights' share in the delivered ones, the rest the starting
+            weights' (pretrained backbone, frozen-feature head; WiSE-FT); 1: the fine-tuned weights as trained.
+            0.5 measured better than 1 on 9 of 10 folds of the demo task (BENCHMARKS.md, issue 15 fifth pass).
         augment: random flip/rotation/zoom/brightness/contrast during phase 2.
         multi_level: also consider the pooled outputs of the backbone's last 3 stages beside its features
             (``feature_taps``); used only when they win the inner cross-validation (``choose_head``).
@@ -63,6 +68,8 @@ class TrainConfig:
     fine_tune_learning_rate: float = 3e-4
     fine_tune_layer_decay: float = 1.0
     fine_tune_label_smoothing: float = 0.1
+    fine_tune_mixup: float = 0.0
+    fine_tune_weight_average: float = 0.5
     augment: bool = True
     multi_level: bool = True
 

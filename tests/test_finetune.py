@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def test_lifted_weights_leave_outputs_unchanged_and_receive_gradients(tiny_converted):
@@ -109,3 +110,79 @@ def test_layer_wise_decay_moves_each_layer_by_its_own_rate(tiny_converted):
     for vs, multiplier in groups:
         for _ in vs:
             np.testing.assert_allclose(next(moved), 1e-3 * multiplier, rtol=0.02)
+
+
+def test_mixup_blends_each_image_with_its_keyed_partner_alike_on_one_and_two_workers(tiny_converted, tmp_path):
+    """Solid-grey images, one class each: every pixel is ``mix * own + (1 - mix) * partner``; shards slice the whole."""
+    import dataclasses
+
+    from PIL import Image
+
+    from converter.images import normalize
+    from retrain.api import _preprocessing
+    from retrain.data_parallel import ExampleSettings, shard_batches
+    from retrain.distributed import Workers
+
+    model = dataclasses.replace(tiny_converted.model, preprocessing=_preprocessing(tiny_converted.model))
+    p, layout = model.preprocessing, model.inputs[0].layout or "NHWC"
+    grey = [0, 40, 80, 120, 160, 200, 240, 255]
+    for i, v in enumerate(grey):
+        Image.new("RGB", (8, 8), (v,) * 3).save(tmp_path / f"{i}.png")
+    items = [(str(tmp_path / f"{i}.png"), i) for i in range(len(grey))]  # the label names the image
+    order = np.random.default_rng(1).permutation(len(items))
+
+    def batches(mixup, workers=Workers()):
+        return list(shard_batches(items, model, order, 4, workers, ExampleSettings(0, 1, False, 0.0, 4, mixup)))
+
+    def pixel(value):
+        return float(np.asarray(normalize(np.full((1, *p.size, 3), value, np.float32), p, layout)).ravel()[0])
+
+    mixed = batches(0.4)
+    shares = np.concatenate([b.mix.numpy() for b in mixed])
+    assert np.concatenate([b.y.numpy() for b in mixed]).tolist() == order.tolist()
+    for b in mixed:
+        for x, own, partner, mix in zip(b.x.numpy(), b.y.numpy(), b.partner.numpy(), b.mix.numpy()):
+            assert x.ravel()[0] == pytest.approx(pixel(mix * grey[own] + (1 - mix) * grey[partner]), abs=1e-4)
+    assert shares.min() >= 0.5 and shares.min() < 0.9  # really mixed, the own image the larger part
+    for rank in (0, 1):  # each worker holds its contiguous slice of the same global batches
+        for whole, part in zip(mixed, batches(0.4, Workers(rank, 2))):
+            rows = np.array_split(np.arange(whole.global_size), 2)[rank]
+            np.testing.assert_array_equal(part.x.numpy(), whole.x.numpy()[rows])
+            np.testing.assert_array_equal(part.partner.numpy(), whole.partner.numpy()[rows])
+    off = batches(0.0)
+    assert all((b.mix.numpy() == 1).all() and (b.partner.numpy() == b.y.numpy()).all() for b in off)
+    assert off[0].x.numpy().ravel()[0] == pytest.approx(pixel(grey[order[0]]), abs=1e-5)
+
+
+def test_weight_average_delivers_the_point_between_the_start_and_the_fine_tuned_weights(tiny_converted, tmp_path):
+    """``fine_tune_weight_average=0.5``: every trained variable ends halfway back to where fine-tuning started."""
+    import dataclasses
+
+    from PIL import Image
+
+    from retrain.api import _preprocessing
+    from retrain.features import FeatureExtractor
+    from retrain.finetune import fine_tune
+    from retrain.train import TrainConfig, build_head
+
+    model = dataclasses.replace(tiny_converted.model, preprocessing=_preprocessing(tiny_converted.model))
+    fx = FeatureExtractor(model)
+    items = []
+    for i in range(8):
+        Image.new("RGB", (8, 8), (30 * i, 255 - 30 * i, 90)).save(tmp_path / f"{i}.png")
+        items.append((str(tmp_path / f"{i}.png"), i % 2))
+
+    def tuned(share):
+        config = TrainConfig(fine_tune=2, fine_tune_epochs=2, batch_size=4, fine_tune_learning_rate=1e-2, augment=False,
+                             fine_tune_weight_average=share)
+        graph, head = fx.trainable(2), build_head(fx.dim, 2, config)
+        variables = graph.trainable_variables + head.trainable_variables
+        start = [v.numpy() for v in variables]
+        fine_tune(graph, head, fx, items, [], 2, config, progress=False, log=lambda m: None)
+        return start, [v.numpy() for v in variables]
+
+    start, full = tuned(1.0)
+    _, half = tuned(0.5)
+    assert max(float(np.abs(f - s).max()) for f, s in zip(full, start)) > 1e-3  # fine-tuning moved the weights
+    for s, f, h in zip(start, full, half):
+        np.testing.assert_allclose(h, (s + f) / 2, rtol=1e-5, atol=1e-6)

@@ -177,7 +177,8 @@ def cmd_retrain(args) -> int:
                          label_smoothing=args.label_smoothing, patience=args.patience, seed=args.seed,
                          fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
                          fine_tune_learning_rate=args.fine_tune_learning_rate, augment=not args.no_augment,
-                         fine_tune_layer_decay=args.fine_tune_layer_decay,
+                         fine_tune_layer_decay=args.fine_tune_layer_decay, fine_tune_mixup=args.fine_tune_mixup,
+                         fine_tune_weight_average=args.fine_tune_weight_average,
                          folds=args.folds, refit=not args.no_refit, l2=args.l2, multi_level=not args.no_multi_level)
     result = retrain(args.model_dir, args.data or args.data_csv, args.out, config, args.test_split,
                      args.feature_node, args.cache_dir, overwrite=args.overwrite, baseline=not args.no_baseline,

@@ -7,7 +7,7 @@
 2. Builds class folders from the emoji artwork of ``emoji-datasource-google``
    (or takes ``--data``), 3. retrains a head on the frozen features and fine-tunes
    the top of the backbone, 4. runs the
-   exported bundle's ``predict.mjs`` on held-out images, and prints a summary.
+   exported bundle's ``predict.mjs`` on a few images, and prints a summary.
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     rep = r.report
     print(f"   {rep['dataset']['split']}, {len(rep['skipped'])} unreadable file(s) skipped")
 
-    print("\n4. The exported bundle in Node.js (its own predict.mjs) on held-out images:")
+    print("\n4. The exported bundle in Node.js (its own predict.mjs) on images of fold 1 (the bundle was refit on"
+          + (" every image, these included; the held-out accuracy is the summary's):" if config.refit else " the others):"))
     sample = r.held_out[:: max(1, len(r.held_out) // 8)][:8]
     for (path, truth), res in zip(sample, predict_with_node(r.bundle, [p for p, _ in sample], top=1)):
         top = res["top"][0]

@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fine-tune-learning-rate", type=POSITIVE, default=3e-4, help="peak learning rate")
     r.add_argument("--fine-tune-layer-decay", type=POSITIVE, default=1.0,
                    help="each backbone layer further down trains at this times the rate of the one above (e.g. 0.9)")
+    r.add_argument("--fine-tune-mixup", type=NON_NEGATIVE, default=0.0, metavar="A",
+                   help="phase 2 mixup: blend each image and its target with another training image's, Beta(A, A) (0: off)")
+    r.add_argument("--fine-tune-weight-average", type=number(float, 0, 1, low_open=True), default=0.5, metavar="SHARE",
+                   help="deliver SHARE x the fine-tuned weights + (1 - SHARE) x the starting ones (WiSE-FT; default 0.5; 1: as trained)")
     r.add_argument("--no-augment", action="store_true", help="no random flip/rotation/zoom/brightness/contrast in phase 2")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run (same settings) from its last checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
