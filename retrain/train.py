@@ -44,7 +44,8 @@ class TrainConfig:
             with another one, and its target alike (``example_augmentation.mixup_pair``).
         fine_tune_weight_average: the fine-tuned weights' share in the delivered ones, the rest the starting
             weights' (pretrained backbone, frozen-feature head; WiSE-FT); 1: the fine-tuned weights as trained.
-            0.5 measured better than 1 on 9 of 10 folds of the demo task (BENCHMARKS.md, issue 15 fifth pass).
+            0.5 measured better than 1 on 9 of 10 folds of the demo task with EfficientNet-Lite0, worse on 4 of 5
+            with Lite2, whose frozen head is weaker (BENCHMARKS.md, issue 15 fifth pass).
         augment: random flip/rotation/zoom/brightness/contrast during phase 2.
         multi_level: also consider the pooled outputs of the backbone's last 3 stages beside its features
             (``feature_taps``); used only when they win the inner cross-validation (``choose_head``).
