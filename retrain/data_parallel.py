@@ -24,6 +24,9 @@ from retrain.distributed import SINGLE, Workers
 from retrain.example_augmentation import augment_image, dropout_mask, example_key, mixup_pair
 
 
+_NO_PARTNER = np.zeros((0, 0, 3), np.float32)  # without mixup: no second image through tf.data
+
+
 @dataclass(frozen=True)
 class ExampleSettings:
     """How one epoch's training examples are drawn: ``seed`` and ``epoch`` key every image's randomness.
@@ -94,9 +97,8 @@ def shard_batches(items, model, order: np.ndarray, batch_size: int, workers: Wor
             path, label = items[order[k]]
             other, mix = mixup_pair(key, len(items), examples.mixup)  # (own index, 1.0) when off
             other_path, other_label = items[other] if examples.mixup else (path, label)
-            image = resize(load_rgb(path), p.size)
-            partner = resize(load_rgb(other_path), p.size) if examples.mixup else image
-            yield image, np.int32(label), key, partner, np.int32(other_label), np.float32(mix)
+            partner = resize(load_rgb(other_path), p.size) if examples.mixup else _NO_PARTNER
+            yield resize(load_rgb(path), p.size), np.int32(label), key, partner, np.int32(other_label), np.float32(mix)
 
     def prepare(image, label, key, partner, other_label, mix):
         if examples.augment:
@@ -108,7 +110,7 @@ def shard_batches(items, model, order: np.ndarray, batch_size: int, workers: Wor
         return image, label, dropout_mask(key, examples.dropout, examples.dim), other_label, mix
 
     spec = (tf.TensorSpec((*p.size, 3), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int64),
-            tf.TensorSpec((*p.size, 3), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32))
+            tf.TensorSpec((None, None, 3), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32))
     data = tf.data.Dataset.from_generator(generate, output_signature=spec).map(prepare).prefetch(2 * batch_size)
     stream = iter(data)
     for batch, mine in zip(batches, shards):

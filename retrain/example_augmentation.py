@@ -1,8 +1,8 @@
 """Per-image randomness for fine-tuning that does not depend on which worker sees the image.
 
 Every random choice for an image — its flip, rotation, zoom, brightness and contrast, its mixup
-partner and share, and the head's dropout mask on its features — comes from stateless random ops seeded by the image's **key**:
-``(seed, epoch, position in the epoch's global order)``. The same key gives the same numbers in any
+partner and share, and the head's dropout mask on its features — comes from stateless random ops
+seeded by the image's **key**: ``(seed, epoch, position in the epoch's global order)``. The same key gives the same numbers in any
 process, batch or shard, so 1 worker and N workers (each seeing a different slice of a global batch)
 train on the same augmented examples.
 

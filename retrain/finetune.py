@@ -143,7 +143,8 @@ def fine_tune(graph, head, extractor, train, judge, classes: int, config, checkp
         extractor: the ``FeatureExtractor`` (model, preprocessing, layout).
         train, judge: lists of ``(path, label index)``; ``judge`` may be empty (a refit on every image).
         config: ``TrainConfig`` (``fine_tune_epochs``, ``fine_tune_learning_rate`` (the peak, the head's),
-            ``fine_tune_layer_decay``, ``fine_tune_label_smoothing``, ``fine_tune_mixup``, ``fine_tune_weight_average``, ``augment``, ``dropout``, ``seed``).
+            ``fine_tune_layer_decay``, ``fine_tune_label_smoothing``, ``fine_tune_mixup``,
+            ``fine_tune_weight_average``, ``augment``, ``dropout``, ``seed``).
         workers: every worker calls this with the same arguments; each trains on its shard of every
             global batch (``data_parallel``) and only the chief writes ``checkpoint``.
 

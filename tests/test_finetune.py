@@ -112,18 +112,25 @@ def test_layer_wise_decay_moves_each_layer_by_its_own_rate(tiny_converted):
             np.testing.assert_allclose(next(moved), 1e-3 * multiplier, rtol=0.02)
 
 
-def test_mixup_blends_each_image_with_its_keyed_partner_alike_on_one_and_two_workers(tiny_converted, tmp_path):
-    """Solid-grey images, one class each: every pixel is ``mix * own + (1 - mix) * partner``; shards slice the whole."""
+@pytest.fixture(scope="module")
+def tiny_model(tiny_converted):
+    """The tiny converted CNN with the preprocessing ``retrain`` resolves for it."""
     import dataclasses
 
+    from retrain.api import _preprocessing
+
+    return dataclasses.replace(tiny_converted.model, preprocessing=_preprocessing(tiny_converted.model))
+
+
+def test_mixup_blends_each_image_with_its_keyed_partner_alike_on_one_and_two_workers(tiny_model, tmp_path):
+    """Solid-grey images, one class each: every pixel is ``mix * own + (1 - mix) * partner``; shards slice the whole."""
     from PIL import Image
 
     from converter.images import normalize
-    from retrain.api import _preprocessing
     from retrain.data_parallel import ExampleSettings, shard_batches
     from retrain.distributed import Workers
 
-    model = dataclasses.replace(tiny_converted.model, preprocessing=_preprocessing(tiny_converted.model))
+    model = tiny_model
     p, layout = model.preprocessing, model.inputs[0].layout or "NHWC"
     grey = [0, 40, 80, 120, 160, 200, 240, 255]
     for i, v in enumerate(grey):
@@ -154,19 +161,15 @@ def test_mixup_blends_each_image_with_its_keyed_partner_alike_on_one_and_two_wor
     assert off[0].x.numpy().ravel()[0] == pytest.approx(pixel(grey[order[0]]), abs=1e-5)
 
 
-def test_weight_average_delivers_the_point_between_the_start_and_the_fine_tuned_weights(tiny_converted, tmp_path):
+def test_weight_average_delivers_the_point_between_the_start_and_the_fine_tuned_weights(tiny_model, tmp_path):
     """``fine_tune_weight_average=0.5``: every trained variable ends halfway back to where fine-tuning started."""
-    import dataclasses
-
     from PIL import Image
 
-    from retrain.api import _preprocessing
     from retrain.features import FeatureExtractor
     from retrain.finetune import fine_tune
     from retrain.train import TrainConfig, build_head
 
-    model = dataclasses.replace(tiny_converted.model, preprocessing=_preprocessing(tiny_converted.model))
-    fx = FeatureExtractor(model)
+    fx = FeatureExtractor(tiny_model)
     items = []
     for i in range(8):
         Image.new("RGB", (8, 8), (30 * i, 255 - 30 * i, 90)).save(tmp_path / f"{i}.png")
